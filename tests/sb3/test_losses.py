@@ -1,0 +1,259 @@
+"""The four critic losses against SPEC §2: minimisers, limits, gradients, guards."""
+
+import math
+
+import mpmath as mp
+import numpy as np
+import pytest
+import torch as th
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy.optimize import minimize_scalar
+from scipy.special import expit, logsumexp, spence
+
+from is_sb3.losses import (
+    IS_LINEAR_FROM,
+    LOSSES,
+    CriticLoss,
+    critic_loss,
+    dilog_neg_exp,
+    exponential_mse,
+    itakura_saito,
+    mse,
+    softplus_loss,
+)
+
+F64 = th.float64
+alphas = st.floats(-3.0, 3.0).filter(lambda a: abs(a) > 1e-3)
+samples = st.lists(st.floats(-4.0, 4.0), min_size=2, max_size=40)
+
+
+def t64(x: object) -> th.Tensor:
+    return th.as_tensor(np.asarray(x, dtype=np.float64))
+
+
+def mean_loss_minimiser(name: str, y: np.ndarray, alpha: float) -> float:
+    yt = t64(y)
+
+    def f(v: float) -> float:
+        return float(critic_loss(name, th.full_like(yt, v), yt, alpha))
+
+    res = minimize_scalar(f, bounds=(y.min() - 1, y.max() + 1), method="bounded", options={"xatol": 1e-10})
+    return float(res.x)
+
+
+def naive_ce(y: np.ndarray, alpha: float) -> float:
+    """Independent CE: scipy's logsumexp on the raw formula."""
+    return float(-(logsumexp(-alpha * y) - math.log(len(y))) / alpha)
+
+
+@given(samples, alphas)
+def test_is_minimiser_is_the_sample_ce(ys: list[float], alpha: float) -> None:
+    y = np.array(ys)
+    assert mean_loss_minimiser("is", y, alpha) == pytest.approx(naive_ce(y, alpha), abs=1e-6)
+
+
+@given(samples, st.floats(-1.5, 1.5).filter(lambda a: abs(a) > 1e-3))
+def test_emse_shares_the_is_minimiser(ys: list[float], alpha: float) -> None:
+    y = np.array(ys)
+    assert mean_loss_minimiser("emse", y, alpha) == pytest.approx(naive_ce(y, alpha), abs=1e-5)
+
+
+def test_sp_is_biased_on_a_skewed_target() -> None:
+    """SPEC: Y = Exp(1) − χ²₁, α = 0.3: CE ≈ −0.656, SP's minimiser ≈ −0.427."""
+    alpha = 0.3
+    rng = np.random.default_rng(0)
+    y = rng.exponential(size=400_000) - rng.chisquare(1, size=400_000)
+    exact_ce = (math.log1p(alpha) + 0.5 * math.log(1 - 2 * alpha)) / alpha  # −0.6526
+    assert mean_loss_minimiser("is", y, alpha) == pytest.approx(exact_ce, abs=0.02)
+    sp = mean_loss_minimiser("sp", y, alpha)
+    assert sp == pytest.approx(-0.427, abs=0.02)
+    assert sp - exact_ce > 0.2
+
+
+def test_sp_matches_the_ce_on_a_gaussian_target() -> None:
+    alpha = 0.5
+    y = np.random.default_rng(1).normal(0.3, 1.2, size=200_000)
+    assert mean_loss_minimiser("sp", y, alpha) == pytest.approx(0.3 - alpha * 1.44 / 2, abs=0.02)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+@given(alpha=st.floats(-5, 5), delta=st.floats(-1, 1).filter(lambda d: abs(d) > 1e-3))
+def test_small_delta_limit_is_half_square(name: str, alpha: float, delta: float) -> None:
+    d = t64([delta * 1e-6])
+    value = critic_loss(name, d, th.zeros_like(d), alpha, reduction="none")
+    assert float(value / (0.5 * d**2)) == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_alpha_zero_is_mse_exactly(name: str) -> None:
+    pred = th.randn(100, dtype=F64) * 10
+    target = th.randn(100, dtype=F64) * 10
+    assert th.equal(critic_loss(name, pred, target, 0.0, "none"), mse(pred, target))
+
+
+def _is_ref(delta: float, alpha: float) -> float:
+    x = mp.mpf(alpha) * mp.mpf(delta)
+    return float((mp.exp(x) - x - 1) / mp.mpf(alpha) ** 2)
+
+
+def _emse_ref(pred: float, target: float, alpha: float) -> float:
+    a = mp.mpf(alpha)
+    return float((mp.exp(-a * mp.mpf(pred)) - mp.exp(-a * mp.mpf(target))) ** 2 / (2 * a**2))
+
+
+def _sp_ref(delta: float, alpha: float) -> float:
+    a = mp.mpf(alpha)
+    x = a * mp.mpf(delta)
+    return float((2 * x * mp.log1p(mp.exp(x)) + 2 * mp.polylog(2, -mp.exp(x)) + mp.pi**2 / 6) / a**2)
+
+
+@pytest.mark.parametrize("alpha", [1e-8, -1e-8, 1e-4, 0.05, -0.3, 2.0])
+@pytest.mark.parametrize("delta", [-3.0, -0.2, 0.01, 0.7, 4.0])
+def test_values_match_high_precision_references(alpha: float, delta: float) -> None:
+    mp.mp.dps = 60
+    d, z = t64([delta]), t64([0.5])
+    assert float(itakura_saito(d + z, z, alpha)) == pytest.approx(_is_ref(delta, alpha), rel=1e-13)
+    assert float(exponential_mse(d + z, z, alpha)) == pytest.approx(
+        _emse_ref(delta + 0.5, 0.5, alpha), rel=1e-12
+    )
+    assert float(softplus_loss(d, th.zeros_like(d), alpha)) == pytest.approx(_sp_ref(delta, alpha), rel=1e-12)
+
+
+def test_dilogarithm_against_scipy_spence() -> None:
+    u = np.linspace(-60, 60, 4001)
+    ref = spence(1.0 + np.exp(u))  # scipy: spence(z) = Li₂(1 − z)
+    got = dilog_neg_exp(th.as_tensor(u)).numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-13, atol=1e-13)
+
+
+def grad_of(fn, pred: th.Tensor, target: th.Tensor, alpha: float) -> th.Tensor:  # type: ignore[no-untyped-def]
+    p = pred.clone().requires_grad_(True)
+    (g,) = th.autograd.grad(fn(p, target, alpha).sum(), p)
+    return g
+
+
+@given(
+    st.lists(st.floats(-3, 3), min_size=1, max_size=20),
+    st.lists(st.floats(-3, 3), min_size=1, max_size=20),
+    st.floats(-2, 2).filter(lambda a: abs(a) > 1e-3),
+)
+def test_emse_gradient_is_reweighted_is_gradient(v: list[float], y: list[float], alpha: float) -> None:
+    n = min(len(v), len(y))
+    pred, target = t64(v[:n]), t64(y[:n])
+    g_emse = grad_of(exponential_mse, pred, target, alpha)
+    g_is = grad_of(itakura_saito, pred, target, alpha)
+    th.testing.assert_close(g_emse, th.exp(-2 * alpha * pred) * g_is, rtol=1e-10, atol=1e-12)
+
+
+@given(st.floats(-10, 10), st.floats(-4, 4).filter(lambda a: abs(a) > 1e-3))
+def test_is_gradient_is_the_spec_formula(delta: float, alpha: float) -> None:
+    d = t64([delta])
+    expected = math.expm1(min(alpha * delta, IS_LINEAR_FROM)) / alpha
+    assert float(grad_of(itakura_saito, d, th.zeros_like(d), alpha)) == pytest.approx(
+        expected, rel=1e-10, abs=1e-12
+    )
+
+
+@given(st.floats(-20, 20), st.floats(-4, 4).filter(lambda a: abs(a) > 1e-2))
+def test_sp_gradient_formula_and_finite_differences(delta: float, alpha: float) -> None:
+    d = t64([delta])
+    g = float(grad_of(softplus_loss, d, th.zeros_like(d), alpha))
+    assert g == pytest.approx(2 * delta * expit(alpha * delta), rel=1e-10, abs=1e-12)
+    h = 1e-5
+    fd = (
+        float(softplus_loss(d + h, th.zeros_like(d), alpha))
+        - float(softplus_loss(d - h, th.zeros_like(d), alpha))
+    ) / (2 * h)
+    assert g == pytest.approx(fd, rel=1e-5, abs=1e-6)
+
+
+def test_sp_is_non_convex_below_the_spec_threshold() -> None:
+    alpha = 1.0
+    for x, sign in [(-1.30, -1), (-1.25, 1), (0.0, 1), (3.0, 1)]:
+        d = t64([x]).requires_grad_(True)
+        (g,) = th.autograd.grad(softplus_loss(d, th.zeros_like(d), alpha).sum(), d, create_graph=True)
+        (h,) = th.autograd.grad(g.sum(), d)
+        assert math.copysign(1, float(h)) == sign
+
+
+@given(
+    st.floats(-50, 50),
+    st.floats(-50, 50),
+    st.floats(-100, 100),
+    st.floats(-2, 2).filter(lambda a: abs(a) > 1e-3),
+)
+def test_is_is_translation_invariant(v: float, y: float, c: float, alpha: float) -> None:
+    pred, target = t64([v]), t64([y])
+    base = itakura_saito(pred, target, alpha)
+    shifted = itakura_saito(pred + c, target + c, alpha)
+    th.testing.assert_close(shifted, base, rtol=1e-9, atol=1e-9)
+
+
+@given(st.floats(-5, 5), st.floats(-5, 5), st.floats(0.05, 3))
+def test_is_is_the_itakura_saito_divergence_of_exponentials(v: float, y: float, alpha: float) -> None:
+    """ℓ = D_IS(x, y)/α² with x = e^{−α·target}, y = e^{−α·prediction}, D_IS(x, y) = x/y − log(x/y) − 1."""
+    x_, y_ = math.exp(-alpha * y), math.exp(-alpha * v)
+    d_is = x_ / y_ - math.log(x_ / y_) - 1
+    assert float(itakura_saito(t64([v]), t64([y]), alpha)) == pytest.approx(
+        d_is / alpha**2, rel=1e-8, abs=1e-10
+    )
+
+
+@pytest.mark.parametrize("dtype", [th.float32, th.float64])
+@pytest.mark.parametrize("name", ["is", "sp", "mse"])
+@pytest.mark.parametrize("alpha", [1e-3, 1.0, -1.0, 50.0])
+def test_finite_for_huge_td_differences(dtype: th.dtype, name: str, alpha: float) -> None:
+    x = th.tensor([-1e6, -1e3, -100.0, -30.0, 30.0, 88.0, 100.0, 1e3, 1e6], dtype=dtype)
+    delta = (x / alpha).requires_grad_(True)
+    loss = critic_loss(name, delta, th.zeros_like(delta), alpha, "none")
+    (g,) = th.autograd.grad(loss.sum(), delta)
+    assert loss.dtype == dtype and th.isfinite(loss).all() and th.isfinite(g).all()
+    assert (loss >= 0).all()
+
+
+def test_is_exact_up_to_the_continuation_point_and_c1_beyond() -> None:
+    alpha = 0.7
+    x = np.concatenate([np.linspace(-30, -0.5, 500), np.linspace(0.5, 30, 500)])
+    d = t64(x / alpha)
+    naive = (np.expm1(x) - x) / alpha**2
+    np.testing.assert_allclose(itakura_saito(d, th.zeros_like(d), alpha).numpy(), naive, rtol=1e-13)
+    # value and slope continuous at the continuation point
+    eps = 1e-7
+    left, right = t64([(IS_LINEAR_FROM - eps) / alpha]), t64([(IS_LINEAR_FROM + eps) / alpha])
+    z = th.zeros(1, dtype=F64)
+    assert float(itakura_saito(right, z, alpha)) == pytest.approx(
+        float(itakura_saito(left, z, alpha)), rel=1e-6
+    )
+    assert float(grad_of(itakura_saito, right, z, alpha)) == pytest.approx(
+        float(grad_of(itakura_saito, left, z, alpha)), rel=1e-6
+    )
+
+
+def test_emse_instability_is_reported_not_hidden() -> None:
+    """EMSE's e^{−2αV} factor overflows float32 at large negative αV; IS stays finite there."""
+    v = th.tensor([-100.0], requires_grad=True)
+    y = th.tensor([-101.0])
+    assert not th.isfinite(exponential_mse(v, y, 1.0)).all()
+    assert th.isfinite(itakura_saito(v, y, 1.0)).all()
+
+
+def test_bad_arguments_raise_value_error() -> None:
+    x = th.zeros(3)
+    with pytest.raises(ValueError, match=r"unknown critic_loss 'huber'.*\['emse', 'is', 'mse', 'sp'\]"):
+        critic_loss("huber", x, x, 1.0)
+    with pytest.raises(ValueError, match="same shape"):
+        itakura_saito(th.zeros(3, 1), th.zeros(3), 1.0)
+    with pytest.raises(ValueError, match="risk_aversion"):
+        itakura_saito(x, x, float("nan"))
+    with pytest.raises(ValueError, match="reduction"):
+        critic_loss("is", x, x, 1.0, reduction="max")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="critic_loss"):
+        CriticLoss("huber", 1.0)
+
+
+def test_reductions_and_module_wrapper() -> None:
+    pred, target = th.randn(7, dtype=F64), th.randn(7, dtype=F64)
+    per = itakura_saito(pred, target, 0.4)
+    assert float(critic_loss("is", pred, target, 0.4, "sum")) == pytest.approx(float(per.sum()))
+    assert float(CriticLoss("is", 0.4)(pred, target)) == pytest.approx(float(per.mean()))
