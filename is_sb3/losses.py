@@ -235,7 +235,6 @@ def softplus_loss(prediction: th.Tensor, target: th.Tensor, risk_aversion: float
     return out
 
 
-
 #: The critic losses by name.
 LOSSES: dict[str, LossFn] = {
     "mse": mse,

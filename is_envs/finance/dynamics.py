@@ -1,0 +1,143 @@
+"""The discrete-time Bachelier core (SPEC §4): parameters, transitions and rewards.
+
+One core serves every front end: the Gymnasium env (Python floats), the SB3 vector env (numpy
+arrays) and the batched torch simulator (tensors on any device, differentiable in the action).
+Rewards and observations are written with arithmetic operators only, so the same function runs
+on floats, numpy arrays and torch tensors.
+
+Price: S_{t+1} = S_t + Z_{t+1}, Z ~ N(μ, σ²) i.i.d., t = 0..T−1. Reward of holding a shares over
+(t, t+1]: r = a (S_{t+1} − S_t) − 1{t+1 = T} · terminal_cost(S_T).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+__all__ = ["BachelierTask", "GaussianReturnTask", "OptionHedgingTask", "QuadraticPenaltyTask"]
+
+#: a float, numpy array or torch tensor: the formulas below use arithmetic operators only
+Num = Any
+
+
+def _finite(name: str, value: float) -> float:
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class BachelierTask:
+    """Parameters of a Bachelier trading task; subclasses add the terminal cost.
+
+    :param horizon: number of trading periods T ≥ 1.
+    :param mu: drift μ of the price increments.
+    :param sigma: volatility σ > 0 of the increments (per period).
+    :param s0: initial price S_0.
+    :param max_position: bound of the action box, |a| ≤ max_position (> 0).
+    """
+
+    horizon: int = 10
+    mu: float = 0.0
+    sigma: float = 1.0
+    s0: float = 0.0
+    max_position: float = 10.0
+    name: ClassVar[str] = "bachelier"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.horizon, bool) or int(self.horizon) != self.horizon or self.horizon < 1:
+            raise ValueError(f"horizon must be an integer >= 1, got {self.horizon!r}")
+        object.__setattr__(self, "horizon", int(self.horizon))
+        for name in ("mu", "sigma", "s0", "max_position"):
+            object.__setattr__(self, name, _finite(name, getattr(self, name)))
+        if self.sigma <= 0:
+            raise ValueError(f"sigma must be > 0, got {self.sigma!r}")
+        if self.max_position <= 0:
+            raise ValueError(f"max_position must be > 0, got {self.max_position!r}")
+
+    # --- the formulas: work on floats, numpy arrays and torch tensors alike ---
+    def terminal_cost(self, s_final: Num) -> Num:
+        """Cost charged at t = T on top of the trading gain (0 for pure trading)."""
+        return s_final * 0.0
+
+    def reward(self, t: Any, s: Num, a: Num, s_next: Num) -> Num:
+        """r(s, a, s') = a (S_{t+1} − S_t) − 1{t + 1 = T} terminal_cost(S_{t+1}); differentiable in a.
+
+        :param t: time index of the decision (0..T−1), int or integer array/tensor.
+        :param s: price S_t.
+        :param a: position held over (t, t+1].
+        :param s_next: price S_{t+1}.
+        """
+        last = (t + 1) == self.horizon
+        return a * (s_next - s) - last * self.terminal_cost(s_next)
+
+    def observe_time(self, t: Num) -> Num:
+        """Normalised time t / T ∈ [0, 1]."""
+        return t / self.horizon
+
+    def observe_price(self, s: Num) -> Num:
+        """Normalised price (S − S_0) / (σ √T)."""
+        return (s - self.s0) / (self.sigma * math.sqrt(self.horizon))
+
+    def price_from_observation(self, x: Num) -> Num:
+        """Inverse of :meth:`observe_price`."""
+        return x * (self.sigma * math.sqrt(self.horizon)) + self.s0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.name, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class GaussianReturnTask(BachelierTask):
+    """SPEC §4.1: r = a (S_{t+1} − S_t); μ = 0.03, σ = 1 by default. No terminal cost."""
+
+    mu: float = 0.03
+    sigma: float = 1.0
+    name: ClassVar[str] = "gaussian"
+
+
+@dataclass(frozen=True)
+class QuadraticPenaltyTask(BachelierTask):
+    """SPEC §4.2: trading plus a terminal penalty −½ (S_T − S_0)²; μ = 0, σ² = 0.1 by default."""
+
+    mu: float = 0.0
+    sigma: float = field(default=math.sqrt(0.1))
+    name: ClassVar[str] = "quadratic"
+
+    def terminal_cost(self, s_final: Num) -> Num:
+        x = s_final - self.s0
+        return 0.5 * x * x
+
+
+@dataclass(frozen=True)
+class OptionHedgingTask(BachelierTask):
+    """SPEC §4.3: short one European call, payoff −max(S_T − K, 0) at T; μ = 0, σ² = 0.1, K = S_0.
+
+    :param strike: strike K; ``None`` means at the money (K = S_0).
+    """
+
+    mu: float = 0.0
+    sigma: float = field(default=math.sqrt(0.1))
+    max_position: float = 2.0
+    strike: float | None = None
+    name: ClassVar[str] = "hedging"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "strike", self.s0 if self.strike is None else _finite("strike", self.strike))
+
+    @property
+    def k(self) -> float:
+        assert self.strike is not None
+        return self.strike
+
+    def terminal_cost(self, s_final: Num) -> Num:
+        x = s_final - self.k
+        return (x + abs(x)) * 0.5  # max(x, 0) for floats, arrays and tensors
+
+
+TASKS: dict[str, type[BachelierTask]] = {
+    cls.name: cls for cls in (GaussianReturnTask, QuadraticPenaltyTask, OptionHedgingTask)
+}

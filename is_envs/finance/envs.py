@@ -1,0 +1,131 @@
+"""Gymnasium front end of the Bachelier tasks (SPEC §4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from is_envs.finance.dynamics import (
+    BachelierTask,
+    GaussianReturnTask,
+    OptionHedgingTask,
+    QuadraticPenaltyTask,
+)
+
+__all__ = ["BachelierEnv", "BachelierTradingEnv", "OptionHedgingEnv", "QuadraticPenaltyEnv"]
+
+
+#: bound of the normalised price in the observation (50 standard deviations of S_T: never reached)
+PRICE_OBS_BOUND = 50.0
+
+
+def observation_space() -> spaces.Box:
+    """[t/T, (S − S_0)/(σ√T)] as float32, the price clipped to ±PRICE_OBS_BOUND."""
+    return spaces.Box(
+        low=np.array([0.0, -PRICE_OBS_BOUND], dtype=np.float32),
+        high=np.array([1.0, PRICE_OBS_BOUND], dtype=np.float32),
+        dtype=np.float32,
+    )
+
+
+def action_space(task: BachelierTask) -> spaces.Box:
+    """Position a ∈ [−max_position, max_position], shape (1,), float32."""
+    return spaces.Box(-task.max_position, task.max_position, shape=(1,), dtype=np.float32)
+
+
+class BachelierEnv(gym.Env[np.ndarray, np.ndarray]):
+    """Trading in a discrete-time Bachelier market (SPEC §4); the task sets the terminal cost.
+
+    ## Description
+    The price follows S_{t+1} = S_t + Z_{t+1}, Z ~ N(μ, σ²) i.i.d. At each of T periods the agent
+    chooses how many shares to hold over the next period. The transition does not depend on the
+    action, so the reward is a known function of (s, a, s'), differentiable in the action
+    (``task.reward``), which risk-averse actor-critics use directly.
+
+    ## Action space
+    ``Box(-max_position, max_position, (1,), float32)``: the position a (shares held over (t, t+1]).
+    Actions outside the box are clipped to it. The default bound (10 shares; 2 for hedging) is far
+    above every optimal position of the SPEC's tasks (μ/(ασ²) = 0.03 at α = 1, S_t − S_0 of order
+    σ√T ≈ 1, a hedge ratio in [0, 1]); raise it for smaller risk aversions.
+
+    ## Observation space
+    ``Box([0, −50], [1, 50], (2,), float32)``: normalised time t/T and normalised price
+    (S_t − S_0)/(σ√T) (clipped at ±50, fifty standard deviations of S_T − S_0).
+    ``info`` carries the raw ``t`` (int) and ``S`` (float).
+
+    ## Rewards
+    r = a (S_{t+1} − S_t), and at the last step additionally − terminal_cost(S_T): 0 for
+    ``BachelierTrading`` (Gaussian return), ½(S_T − S_0)² for ``QuadraticPenalty`` and
+    max(S_T − K, 0) for ``OptionHedging`` (a short call). The objective is CE_α of the sum.
+
+    ## Starting state
+    t = 0, S = S_0.
+
+    ## Episode end
+    Terminated (not truncated) at t = T.
+
+    ## Arguments
+    ``task`` (a :class:`BachelierTask`) or the task's keyword arguments (``horizon``, ``mu``,
+    ``sigma``, ``s0``, ``max_position``, and ``strike`` for hedging). Invalid values raise
+    ``ValueError`` naming the parameter.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012
+    task_class: type[BachelierTask] = BachelierTask
+
+    def __init__(self, task: BachelierTask | None = None, **task_kwargs: Any) -> None:
+        super().__init__()
+        if task is not None and task_kwargs:
+            raise ValueError("pass either a task or its keyword arguments, not both")
+        self.task = task if task is not None else self.task_class(**task_kwargs)
+        self.observation_space = observation_space()
+        self.action_space = action_space(self.task)
+        self.t = 0
+        self.price = self.task.s0
+
+    def _obs(self) -> np.ndarray:
+        x = float(np.clip(self.task.observe_price(self.price), -PRICE_OBS_BOUND, PRICE_OBS_BOUND))
+        return np.array([self.task.observe_time(self.t), x], dtype=np.float32)
+
+    def _info(self) -> dict[str, Any]:
+        return {"t": self.t, "S": self.price}
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self.t, self.price = 0, self.task.s0
+        return self._obs(), self._info()
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self.t >= self.task.horizon:
+            raise RuntimeError("step() called after the episode terminated; call reset()")
+        a = float(
+            np.clip(
+                np.asarray(action, dtype=np.float64).reshape(-1)[0],
+                -self.task.max_position,
+                self.task.max_position,
+            )
+        )
+        s_next = self.price + self.task.mu + self.task.sigma * float(self.np_random.standard_normal())
+        reward = float(self.task.reward(self.t, self.price, a, s_next))
+        self.t, self.price = self.t + 1, s_next
+        return self._obs(), reward, self.t == self.task.horizon, False, self._info()
+
+
+class BachelierTradingEnv(BachelierEnv):
+    __doc__ = "Gaussian-return trading task (SPEC §4.1).\n\n" + (BachelierEnv.__doc__ or "")
+    task_class = GaussianReturnTask
+
+
+class QuadraticPenaltyEnv(BachelierEnv):
+    __doc__ = "Trading with a quadratic terminal penalty (SPEC §4.2).\n\n" + (BachelierEnv.__doc__ or "")
+    task_class = QuadraticPenaltyTask
+
+
+class OptionHedgingEnv(BachelierEnv):
+    __doc__ = "Hedging a short European call (SPEC §4.3).\n\n" + (BachelierEnv.__doc__ or "")
+    task_class = OptionHedgingTask

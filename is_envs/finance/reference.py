@@ -1,0 +1,280 @@
+"""Reference solutions of the Bachelier tasks: closed forms and an entropic dynamic program (SPEC §4).
+
+``reference_solution(env_or_id, risk_aversion)`` is the one source of truth for "the right answer":
+tests, callbacks and benchmarks all ask it. It returns an object with vectorised
+``value(t, S)`` (V*, the optimal certainty equivalent of the remaining reward) and
+``action(t, S)`` (the optimal position).
+
+Closed forms: Gaussian return (§4.1), quadratic penalty (§4.2) and the risk-neutral hedging price
+(§4.3, α = 0, with the delta Φ(d) as the α → 0 limit of the optimal hedge). Hedging at α > 0 has
+none: :class:`DynamicProgram` solves the Bellman recursion V_t(S) = max_a CE_α[a Z + V_{t+1}(S + Z)]
+on a grid in S with the law of Z discretised on the grid's lattice and a safeguarded Newton
+iteration in a (the CE is concave in a).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+from scipy.interpolate import CubicSpline
+from scipy.special import logsumexp
+from scipy.stats import norm
+
+from is_envs.finance.dynamics import (
+    BachelierTask,
+    GaussianReturnTask,
+    OptionHedgingTask,
+    QuadraticPenaltyTask,
+)
+
+__all__ = [
+    "DynamicProgram",
+    "ReferenceSolution",
+    "reference_solution",
+    "risk_neutral_call_price",
+    "task_of",
+]
+
+
+class ReferenceSolution(Protocol):
+    """V*(t, S) and π*(t, S), vectorised over broadcastable arrays ``t`` (0..T) and ``S``."""
+
+    @property
+    def task(self) -> BachelierTask: ...
+
+    @property
+    def risk_aversion(self) -> float: ...
+
+    @property
+    def method(self) -> str: ...
+
+    def value(self, t: Any, s: Any) -> np.ndarray: ...
+
+    def action(self, t: Any, s: Any) -> np.ndarray: ...
+
+
+def task_of(env_or_id: Any) -> BachelierTask:
+    """The :class:`BachelierTask` of an env instance (wrapped or not), an env id or a task."""
+    if isinstance(env_or_id, BachelierTask):
+        return env_or_id
+    if isinstance(env_or_id, str):
+        env = gym.make(env_or_id)
+        try:
+            return task_of(env)
+        finally:
+            env.close()
+    task: Any = getattr(env_or_id, "task", None)
+    if task is None and hasattr(env_or_id, "unwrapped"):
+        task = getattr(env_or_id.unwrapped, "task", None)
+    if task is None and hasattr(env_or_id, "get_attr"):  # SB3 VecEnv
+        task = env_or_id.get_attr("task", indices=[0])[0]
+    if not isinstance(task, BachelierTask):
+        raise ValueError(
+            f"{env_or_id!r} is not a Bachelier task, env or env id; it has no reference solution"
+        )
+    return task
+
+
+def risk_neutral_call_price(s: Any, strike: float, sigma: float, tau: Any) -> np.ndarray:
+    """Bachelier call price C(S, τ) = (S − K)Φ(d) + σ√τ φ(d), d = (S − K)/(σ√τ); τ = 0 gives the payoff."""
+    s, tau = np.broadcast_arrays(np.asarray(s, dtype=np.float64), np.asarray(tau, dtype=np.float64))
+    x = s - strike
+    vol = sigma * np.sqrt(tau)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = x / vol
+        price = x * norm.cdf(d) + vol * norm.pdf(d)
+    return np.where(tau > 0, price, np.maximum(x, 0.0))
+
+
+def _check_times(task: BachelierTask, t: Any) -> np.ndarray:
+    t = np.asarray(t)
+    if np.any((t < 0) | (t > task.horizon)):
+        raise ValueError(f"t must lie in 0..{task.horizon}")
+    return t
+
+
+@dataclass(frozen=True)
+class ClosedForm:
+    """The analytic solutions of SPEC §4.1–4.3 (hedging: α = 0 only)."""
+
+    task: BachelierTask
+    risk_aversion: float
+    method: str = "closed form"
+
+    def value(self, t: Any, s: Any) -> np.ndarray:
+        task, alpha = self.task, self.risk_aversion
+        t = _check_times(task, t)
+        s = np.asarray(s, dtype=np.float64)
+        tau = task.horizon - t
+        if isinstance(task, GaussianReturnTask):
+            return np.broadcast_to(
+                task.mu**2 * tau / (2 * alpha * task.sigma**2), np.broadcast(t, s).shape
+            ).copy()
+        if isinstance(task, QuadraticPenaltyTask):
+            k = alpha * task.sigma**2
+            return -0.5 * (s - task.s0) ** 2 + tau / (2 * alpha) * math.log1p(-k)
+        if isinstance(task, OptionHedgingTask):
+            return -risk_neutral_call_price(s, task.k, task.sigma, tau)
+        raise ValueError(f"no closed form for {type(task).__name__}")
+
+    def action(self, t: Any, s: Any) -> np.ndarray:
+        task, alpha = self.task, self.risk_aversion
+        t = _check_times(task, t)
+        s = np.asarray(s, dtype=np.float64)
+        shape = np.broadcast(t, s).shape
+        if isinstance(task, GaussianReturnTask):
+            return np.full(shape, task.mu / (alpha * task.sigma**2))
+        if isinstance(task, QuadraticPenaltyTask):
+            return np.broadcast_to(s - task.s0, shape).copy()
+        if isinstance(task, OptionHedgingTask):
+            tau = np.maximum(task.horizon - t, 1)
+            return np.asarray(norm.cdf((s - task.k) / (task.sigma * np.sqrt(tau))), dtype=np.float64)
+        raise ValueError(f"no closed form for {type(task).__name__}")
+
+
+class DynamicProgram:
+    """Entropic dynamic program on a price grid (SPEC §4.3), for any Bachelier task and α > 0.
+
+    V_T = −terminal_cost; V_t(S_i) = max_a CE_α[a Z + V_{t+1}(S_i + Z)] for every grid node S_i.
+    The law of Z is discretised on the grid's own lattice (Z = μ + k·h... as offsets k·h, weights
+    ∝ φ((k h − μ)/σ), |k h − μ| ≤ 9σ): a trapezoidal Gauss quadrature that needs no interpolation and
+    keeps second-order accuracy at the payoff's kink (the strike is a grid node). Beyond the grid's
+    ends V_{t+1} is continued by its cubic spline, exact for the linear and quadratic asymptotics.
+    The maximisation over a is a safeguarded Newton iteration on ∂CE/∂a = E_q[Z] (q the
+    exponentially tilted law), which decreases in a because the CE is concave in a.
+
+    :param task: the task.
+    :param risk_aversion: α > 0.
+    :param n_grid: number of grid points in S (odd, so that S_0 is a node).
+    :param width: half-width of the grid in units of σ√T (plus |μ|T), centred on S_0.
+    :param max_iter: Newton iterations per step.
+    """
+
+    method = "dynamic programming"
+
+    def __init__(
+        self,
+        task: BachelierTask,
+        risk_aversion: float,
+        n_grid: int = 1001,
+        width: float = 8.0,
+        max_iter: int = 100,
+    ) -> None:
+        alpha = float(risk_aversion)
+        if not (math.isfinite(alpha) and alpha > 0):
+            raise ValueError(f"risk_aversion must be > 0 for the dynamic program, got {risk_aversion!r}")
+        n_grid = int(n_grid)
+        if n_grid < 11:
+            raise ValueError(f"n_grid must be >= 11, got {n_grid!r}")
+        _check_solvable(task, alpha)
+        self.task, self.risk_aversion = task, alpha
+        n_grid = n_grid | 1  # odd: S_0 on a node
+        half = width * task.sigma * math.sqrt(task.horizon) + abs(task.mu) * task.horizon
+        self.grid = np.linspace(task.s0 - half, task.s0 + half, n_grid)
+        h = self.grid[1] - self.grid[0]
+        reach = math.ceil((9 * task.sigma + abs(task.mu)) / h)
+        offsets = np.arange(-reach, reach + 1)
+        self.z = offsets * h  # increments on the lattice
+        log_w = -0.5 * ((self.z - task.mu) / task.sigma) ** 2
+        self.log_w = log_w - logsumexp(log_w)
+        self._index = np.arange(n_grid)[:, None] + offsets[None, :] + reach  # into the extended grid
+        extended = self.grid[0] + h * np.arange(-reach, n_grid + reach)
+        self._bound = 10.0 * (half + abs(task.mu) / (alpha * task.sigma**2) + 1.0)
+        values = [-np.asarray(task.terminal_cost(self.grid), dtype=np.float64)]
+        actions: list[np.ndarray] = []
+        for _ in range(task.horizon):
+            v_ext = CubicSpline(self.grid, values[0], extrapolate=True)(extended)
+            v, a = self._maximise(v_ext[self._index], max_iter)
+            values.insert(0, v)
+            actions.insert(0, a)
+        self._values = [CubicSpline(self.grid, v, extrapolate=True) for v in values]
+        self._actions = [CubicSpline(self.grid, a, extrapolate=True) for a in actions]
+
+    def _tilted(self, a: np.ndarray, w_next: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """log-sum-exp of log w − α(aZ + W) per grid node, and the tilted weights q."""
+        logits = self.log_w[None, :] - self.risk_aversion * (a[:, None] * self.z[None, :] + w_next)
+        lse = logsumexp(logits, axis=1)
+        return lse, np.exp(logits - lse[:, None])
+
+    def _maximise(self, w_next: np.ndarray, max_iter: int) -> tuple[np.ndarray, np.ndarray]:
+        n = w_next.shape[0]
+        a, lo, hi = np.zeros(n), np.full(n, -self._bound), np.full(n, self._bound)
+        for _ in range(max_iter):
+            _, q = self._tilted(a, w_next)
+            grad = q @ self.z  # ∂CE/∂a
+            curv = self.risk_aversion * np.maximum(q @ self.z**2 - grad**2, 1e-300)  # −∂²CE/∂a²
+            lo, hi = np.where(grad > 0, a, lo), np.where(grad > 0, hi, a)
+            new = a + grad / curv
+            new = np.where((new < lo) | (new > hi), 0.5 * (lo + hi), new)
+            done = np.abs(new - a) <= 1e-10 * (1.0 + np.abs(a))
+            a = new
+            if done.all():
+                break
+        lse, _ = self._tilted(a, w_next)
+        return -lse / self.risk_aversion, a
+
+    def value(self, t: Any, s: Any) -> np.ndarray:
+        return self._eval(self._values, t, s)
+
+    def action(self, t: Any, s: Any) -> np.ndarray:
+        t = np.asarray(t)
+        if np.any(t >= self.task.horizon):
+            raise ValueError(f"actions exist for t in 0..{self.task.horizon - 1}")
+        return self._eval(self._actions, t, s)
+
+    def _eval(self, splines: list[CubicSpline], t: Any, s: Any) -> np.ndarray:
+        t = _check_times(self.task, t)
+        t_b, s_b = np.broadcast_arrays(t.astype(int), np.asarray(s, dtype=np.float64))
+        out = np.empty(t_b.shape)
+        for step in np.unique(t_b):
+            mask = t_b == step
+            out[mask] = splines[int(step)](s_b[mask])
+        return out
+
+
+def _check_solvable(task: BachelierTask, alpha: float) -> None:
+    if isinstance(task, QuadraticPenaltyTask) and alpha * task.sigma**2 >= 1:
+        raise ValueError(
+            "the quadratic-penalty task needs risk_aversion * sigma**2 < 1 "
+            f"(got {alpha * task.sigma**2:.4g}): "
+            "otherwise E[exp(alpha * penalty)] is infinite and the certainty equivalent is -inf"
+        )
+
+
+def reference_solution(
+    env_or_id: Any, risk_aversion: float, method: str = "auto", **dp_kwargs: Any
+) -> ReferenceSolution:
+    """The optimal value and action of a Bachelier task at risk aversion α.
+
+    :param env_or_id: an env (wrapped or not), a vector env, an env id or a :class:`BachelierTask`.
+    :param risk_aversion: α. The Gaussian and quadratic tasks need α > 0 (at α ≤ 0 the optimal value
+        is infinite); hedging accepts α ≥ 0 (α = 0: the risk-neutral Bachelier price).
+    :param method: "auto" (closed form where one exists, else the dynamic program), "closed_form" or "dp".
+    :param dp_kwargs: grid and quadrature options of :class:`DynamicProgram`.
+    :return: an object with ``value(t, S)``, ``action(t, S)``, ``task``, ``risk_aversion``, ``method``.
+    """
+    task = task_of(env_or_id)
+    alpha = float(risk_aversion)
+    if not math.isfinite(alpha):
+        raise ValueError(f"risk_aversion must be finite, got {risk_aversion!r}")
+    if method not in ("auto", "closed_form", "dp"):
+        raise ValueError(f"method must be 'auto', 'closed_form' or 'dp', got {method!r}")
+    hedging = isinstance(task, OptionHedgingTask)
+    if alpha < 0 or (alpha == 0 and not hedging):
+        raise ValueError(
+            f"risk_aversion must be > 0 for {type(task).__name__} (>= 0 for hedging), got {alpha}: "
+            "a risk-neutral or risk-seeking trader's optimal value is infinite"
+        )
+    _check_solvable(task, alpha)
+    has_closed_form = (not hedging or alpha == 0) and type(task) is not BachelierTask
+    if method == "closed_form" or (method == "auto" and has_closed_form):
+        if not has_closed_form:
+            raise ValueError(
+                f"no closed form for {type(task).__name__} at risk_aversion={alpha}; use method='dp'"
+            )
+        return ClosedForm(task, alpha)
+    return DynamicProgram(task, alpha, **dp_kwargs)
