@@ -1,6 +1,6 @@
 """Speed of the Bachelier front ends (issue 3): batched torch simulator and SB3 vector env.
 
-    python -m benchmarks.simulator [--quick] [--out benchmarks/results/simulator.json]
+    python -m benchmarks.simulator [--quick]        # writes benchmarks/results/simulator.json
 
 Measures, on one CPU thread: price path-steps per second of ``BachelierSimulator.sample_paths``
 (float32) and of ``sample_transitions`` (the IS paper's training batches), and env-steps per second
@@ -10,10 +10,6 @@ of ``BachelierVecEnv`` at N = 4096 against SB3's ``DummyVecEnv`` of the single e
 from __future__ import annotations
 
 import argparse
-import json
-import time
-from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch as th
@@ -21,20 +17,8 @@ from rich.console import Console
 from rich.table import Table
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from benchmarks.common import rate, write_json
 from is_envs.finance import BachelierSimulator, BachelierVecEnv, QuadraticPenaltyEnv, QuadraticPenaltyTask
-
-
-def rate(fn: Callable[[], int], min_seconds: float) -> float:
-    """Units per second of ``fn`` (which returns the units it did), best of repeated timed blocks."""
-    fn()  # warm-up
-    best, spent = 0.0, 0.0
-    while spent < min_seconds:
-        t0 = time.perf_counter()
-        units = fn()
-        dt = time.perf_counter() - t0
-        spent += dt
-        best = max(best, units / dt)
-    return best
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -42,7 +26,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="shorter timing blocks")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/simulator.json"))
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     th.set_num_threads(1)
@@ -101,8 +84,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         shown = f"{value:.1f}×" if "speedup" in key else f"{value / 1e6:.2f} M"
         table.add_row(key, shown, goals.get(key, ""))
     Console().print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {write_json('simulator.json', results)}")
     return results
 
 

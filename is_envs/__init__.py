@@ -12,6 +12,7 @@ _IDS = {
     "is_envs/BachelierTrading-v0": "is_envs.finance.envs:BachelierTradingEnv",
     "is_envs/QuadraticPenalty-v0": "is_envs.finance.envs:QuadraticPenaltyEnv",
     "is_envs/OptionHedging-v0": "is_envs.finance.envs:OptionHedgingEnv",
+    "is_envs/ItemPickup-v0": "is_envs.grid.env:ItemPickupEnv",
 }
 
 for _id, _entry_point in _IDS.items():

@@ -1,0 +1,20 @@
+"""The item pick-up grid of Enders et al. (SPEC §5): env, item sources, greedy baseline, evaluation."""
+
+from is_envs.grid.distributions import DEPOT, DISTRIBUTIONS, TOTAL_RATE, distribution, validate_probabilities
+from is_envs.grid.env import ItemPickupEnv
+from is_envs.grid.evaluation import evaluate
+from is_envs.grid.greedy import GreedyPolicy
+from is_envs.grid.items import EpisodeTable, ProbabilityGrid
+
+__all__ = [
+    "DEPOT",
+    "DISTRIBUTIONS",
+    "TOTAL_RATE",
+    "EpisodeTable",
+    "GreedyPolicy",
+    "ItemPickupEnv",
+    "ProbabilityGrid",
+    "distribution",
+    "evaluate",
+    "validate_probabilities",
+]

@@ -1,0 +1,133 @@
+"""Gymnasium front end of the item pick-up grid (SPEC §5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from is_envs.grid import core
+from is_envs.grid.distributions import GRID_SIZE
+from is_envs.grid.items import EPISODE_LENGTH, make_source
+
+__all__ = ["ItemPickupEnv"]
+
+
+class ItemPickupEnv(gym.Env[np.ndarray, np.int64]):
+    """Stochastic item pick-up on a 5×5 warehouse grid (Enders et al. 2024; SPEC §5).
+
+    ## Description
+    Items appear on the grid at random; the agent carries one at a time from its cell to the depot
+    at (2, 0). An item left waiting expires after 10 steps. The spatial law of the arrivals can
+    shift between training and test, which is what the environment is for.
+
+    ## Action space
+    ``Discrete(5)``: 0 stay, 1 up (row − 1), 2 right (col + 1), 3 down (row + 1), 4 left (col − 1).
+    A move off the grid leaves the agent in place and costs nothing.
+
+    ## Observation space
+    ``Box(0, 1, (3, 5, 5), float32)``: channel 0 one-hot of the depot; channel 1 (10 − age)/10 at
+    each waiting item; channel 2 at the agent 1.0 if empty, 0.5 if loaded.
+
+    ## Rewards
+    −1 per step in which the position changed; +7.5 at a pick-up and +7.5 at a drop-off.
+    The step order is: time, move, pick-up xor drop-off, ageing/expiry, spawns (see
+    :mod:`is_envs.grid.core`).
+
+    ## Starting state
+    Empty agent on the depot, no items, t = 0.
+
+    ## Episode end
+    Terminated (not truncated) at t = 200. ``info`` holds the step's ``picked``, ``delivered``,
+    ``expired`` and ``moves`` counts and the time ``t``.
+
+    ## Arguments
+    - ``distribution``: a name of :data:`is_envs.grid.DISTRIBUTIONS` (default "gradient1", the
+      training distribution) or a 5×5 grid of spawn probabilities (depot 0); fresh episodes are
+      drawn from the env's seeded generator.
+    - ``episodes``: instead, a path to a released ``.npz`` table; ``split`` picks "training"
+      (a random permutation per pass), "validation" or "test" (in order). ``reset(seed=…)``
+      restarts the order; ``reset(options={"episode": k})`` replays the k-th episode of the split.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": ["ansi"]}  # noqa: RUF012
+
+    def __init__(
+        self,
+        distribution: str | object = "gradient1",
+        episodes: str | Path | None = None,
+        split: str = "test",
+        render_mode: str | None = None,
+    ) -> None:
+        super().__init__()
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}"
+            )
+        self.render_mode = render_mode
+        self.source = (
+            make_source(Path(episodes), split) if episodes is not None else make_source(distribution)
+        )
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(3, GRID_SIZE, GRID_SIZE), dtype=np.float32)
+        self.action_space = spaces.Discrete(5)
+        self._state = core.GridState.start(1)
+        self._spawns = np.zeros((1, EPISODE_LENGTH, GRID_SIZE, GRID_SIZE), dtype=bool)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        if seed is not None:
+            self.source.restart()
+        episode = (options or {}).get("episode")
+        if episode is not None:
+            masks = getattr(self.source, "masks", None)
+            if masks is None or not 0 <= int(episode) < len(masks):
+                raise ValueError(
+                    "options['episode'] needs a released episode table and an index within its split"
+                )
+            self._spawns = masks[int(episode)][None]
+        else:
+            self._spawns = self.source.next_episodes(1, self.np_random)
+        self._state = core.GridState.start(1)
+        return core.observe(self._state)[0], {"t": 0}
+
+    def step(self, action: np.int64 | int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._state.t >= EPISODE_LENGTH:
+            raise RuntimeError("step() called after the episode terminated; call reset()")
+        a = int(action)
+        if a != action or not 0 <= a < 5:
+            raise ValueError(f"action must be an integer in 0..4, got {action!r}")
+        ev = core.step(self._state, np.array([a]), self._spawns[:, self._state.t])
+        info = {
+            "t": self._state.t,
+            "picked": int(ev.picked[0]),
+            "delivered": int(ev.delivered[0]),
+            "expired": int(ev.expired[0]),
+            "moves": int(ev.moved[0]),
+        }
+        terminated = self._state.t == EPISODE_LENGTH
+        return core.observe(self._state)[0], float(ev.reward[0]), terminated, False, info
+
+    def render(self) -> str | None:
+        """Text picture: D depot, A/a agent (empty/loaded), digits the remaining life of items."""
+        if self.render_mode != "ansi":
+            return None
+        s = self._state
+        rows = []
+        for r in range(GRID_SIZE):
+            cells = []
+            for c in range(GRID_SIZE):
+                if (s.pos[0] == (r, c)).all():
+                    cells.append("A" if s.load[0] == 0 else "a")
+                elif s.age[0, r, c] >= 0:
+                    cells.append(str(core.ITEM_LIFETIME - 1 - s.age[0, r, c]))
+                elif (r, c) == core.DEPOT:
+                    cells.append("D")
+                else:
+                    cells.append(".")
+            rows.append(" ".join(cells))
+        return f"t={s.t}\n" + "\n".join(rows)

@@ -1,0 +1,289 @@
+"""Item pick-up grid (SPEC §5): each rule on its own, item sources, greedy regression, batched evaluation."""
+
+import os
+import warnings
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import is_envs  # noqa: F401
+from is_envs.grid import DISTRIBUTIONS, EpisodeTable, GreedyPolicy, ItemPickupEnv, core, evaluate
+
+DATA = (
+    Path(os.environ.get("IS_RL_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
+    / "item_pickup"
+)
+GRADIENT1 = DATA / "gradient1.npz"
+needs_data = pytest.mark.skipif(not GRADIENT1.is_file(), reason=f"released episodes not found at {GRADIENT1}")
+NO_ITEMS = np.zeros((1, 5, 5), dtype=bool)
+
+
+def state(pos: tuple[int, int] = (2, 0), load: int = 0, items: dict | None = None) -> core.GridState:
+    s = core.GridState.start(1)
+    s.pos[0] = pos
+    s.load[0] = load
+    for cell, age in (items or {}).items():
+        s.age[0][cell] = age
+    return s
+
+
+def spawn_at(*cells: tuple[int, int]) -> np.ndarray:
+    m = NO_ITEMS.copy()
+    for cell in cells:
+        m[0][cell] = True
+    return m
+
+
+def go(s: core.GridState, action: int, spawns: np.ndarray = NO_ITEMS) -> core.StepEvents:
+    return core.step(s, np.array([action]), spawns)
+
+
+def test_moves_and_their_cost() -> None:
+    s = state((2, 2))
+    for action, target in [(1, (1, 2)), (2, (1, 3)), (3, (2, 3)), (4, (2, 2)), (0, (2, 2))]:
+        ev = go(s, action)
+        assert tuple(s.pos[0]) == target
+        assert ev.reward[0] == (0.0 if action == 0 else -1.0)
+
+
+def test_wall_bump_costs_nothing() -> None:
+    s = state((0, 0))
+    for action in (1, 4):
+        ev = go(s, action)
+        assert tuple(s.pos[0]) == (0, 0) and ev.reward[0] == 0.0 and ev.moved[0] == 0
+
+
+def test_pick_up_when_empty() -> None:
+    s = state((1, 1), items={(1, 2): 3})
+    ev = go(s, 2)
+    assert ev.reward[0] == 7.5 - 1 and s.load[0] == 1 and s.age[0, 1, 2] == -1 and ev.picked[0] == 1
+
+
+def test_loaded_agent_does_not_pick_up() -> None:
+    s = state((1, 1), load=1, items={(1, 2): 3})
+    ev = go(s, 2)
+    assert ev.reward[0] == -1 and s.load[0] == 1 and s.age[0, 1, 2] == 4  # still waiting, one step older
+
+
+def test_drop_off_at_the_depot() -> None:
+    s = state((1, 0), load=1)
+    ev = go(s, 3)
+    assert ev.reward[0] == 7.5 - 1 and s.load[0] == 0 and ev.delivered[0] == 1
+
+
+def test_pick_up_excludes_drop_off_in_the_same_step() -> None:
+    s = state((2, 0), load=0, items={(2, 0): 0})  # empty on the depot with an item on it
+    ev = go(s, 0)
+    assert ev.picked[0] == 1 and ev.delivered[0] == 0 and s.load[0] == 1 and ev.reward[0] == 7.5
+
+
+def test_items_age_and_expire_after_ten_chances() -> None:
+    s = state((4, 4))
+    go(s, 0, spawn_at((0, 4)))  # arrives at step 1 with age 0
+    seen = []
+    for _ in range(10):
+        ev = go(s, 0)
+        seen.append(core.observe(s)[0, 1, 0, 4])
+    np.testing.assert_allclose(seen[:9], np.arange(9, 0, -1) / 10)
+    assert seen[9] == 0 and ev.expired[0] == 1  # gone after its 10th step
+
+
+def test_an_item_can_be_picked_on_its_tenth_chance() -> None:
+    s = state((0, 3))
+    go(s, 0, spawn_at((0, 4)))
+    for _ in range(9):
+        go(s, 0)
+    ev = go(s, 2)  # tenth step after its arrival
+    assert ev.picked[0] == 1
+
+
+def test_carried_items_never_expire() -> None:
+    s = state((1, 0), items={(1, 0): 9})
+    go(s, 0)
+    assert s.load[0] == 1
+    for _ in range(30):
+        go(s, 0)
+    ev = go(s, 3)
+    assert ev.delivered[0] == 1
+
+
+def test_spawn_on_a_live_item_is_dropped() -> None:
+    s = state((4, 4), items={(0, 4): 3})
+    go(s, 0, spawn_at((0, 4)))
+    assert s.age[0, 0, 4] == 4
+
+
+def test_spawn_on_the_agent_cell_waits_a_step() -> None:
+    s = state((0, 4))
+    ev = go(s, 0, spawn_at((0, 4)))
+    assert ev.picked[0] == 0 and s.age[0, 0, 4] == 0
+    ev = go(s, 0)
+    assert ev.picked[0] == 1 and ev.reward[0] == 7.5
+
+
+def test_observation_encoding() -> None:
+    s = state((1, 1), load=1, items={(3, 3): 2})
+    obs = core.observe(s)[0]
+    assert obs.shape == (3, 5, 5) and obs.dtype == np.float32
+    assert obs[0].sum() == 1 and obs[0, 2, 0] == 1
+    assert obs[1, 3, 3] == pytest.approx(0.8) and obs[1].sum() == pytest.approx(0.8)
+    assert obs[2, 1, 1] == 0.5 and obs[2].sum() == 0.5
+
+
+def test_episode_length_terminated_and_info() -> None:
+    env = gym.make("is_envs/ItemPickup-v0", distribution="uniform")
+    env.reset(seed=0)
+    for k in range(1, 201):
+        _, _, terminated, truncated, info = env.step(0)
+        assert terminated == (k == 200) and not truncated and info["t"] == k
+    assert set(info) == {"t", "picked", "delivered", "expired", "moves"}
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(0)
+
+
+@pytest.mark.parametrize(
+    ("name", "pl", "weight"),
+    [
+        ("gradient1", 0.24 / 74, lambda r, c: c + 1),
+        ("gradient2", 0.24 / 70, lambda r, c: 5 - c),
+        ("gradient3", 0.24 / 72, lambda r, c: r + 1),
+        ("gradient4", 0.24 / 52, lambda r, c: (3, 2, 1, 2, 3)[c]),
+        ("gradient5", 0.24 / 44, lambda r, c: (1, 2, 3, 2, 1)[c]),
+        ("gradient6", 0.24 / 54, lambda r, c: (3, 2, 1, 2, 3)[r]),
+        ("gradient7", 0.24 / 42, lambda r, c: (1, 2, 3, 2, 1)[r]),
+        ("gradient8", 0.24 / 62, lambda r, c: 3 - min(r, c, 4 - r, 4 - c)),
+        ("gradient9", 0.24 / 34, lambda r, c: 1 + min(r, c, 4 - r, 4 - c)),
+        ("uniform", 0.01, lambda r, c: 1),
+    ],
+)
+def test_named_distributions_are_the_spec_formulas(name: str, pl: float, weight) -> None:  # type: ignore[no-untyped-def]
+    p = DISTRIBUTIONS[name]
+    expected = np.array(
+        [[0.0 if (r, c) == (2, 0) else pl * weight(r, c) for c in range(5)] for r in range(5)]
+    )
+    np.testing.assert_allclose(p, expected, rtol=1e-12)
+
+
+def test_every_distribution_sums_to_0_24_with_an_empty_depot() -> None:
+    assert len(DISTRIBUTIONS) == 12
+    for p in DISTRIBUTIONS.values():
+        assert p.sum() == pytest.approx(0.24) and p[2, 0] == 0 and p.min() >= 0
+    hot = DISTRIBUTIONS["hotspots"]
+    assert hot[1, 1] > hot[0, 0] and hot[2, 3] > hot[2, 4]
+    assert DISTRIBUTIONS["unstructured"][2, 1] == pytest.approx(17.69e-3, rel=0.01)
+
+
+def test_fresh_episodes_are_seeded_and_follow_the_grid() -> None:
+    p = np.zeros((5, 5))
+    p[0, 4] = 0.5
+    env = ItemPickupEnv(distribution=p)
+    env.reset(seed=1)
+    a = [env.step(0)[0] for _ in range(20)]
+    env.reset(seed=1)
+    b = [env.step(0)[0] for _ in range(20)]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    masks = env.source.next_episodes(200, np.random.default_rng(0))
+    assert masks[:, :, 0, 4].mean() == pytest.approx(0.5, abs=0.01) and masks.sum() == masks[:, :, 0, 4].sum()
+
+
+@needs_data
+def test_released_table_splits() -> None:
+    test = EpisodeTable(GRADIENT1, "test")
+    with np.load(GRADIENT1) as d:
+        ep0 = d["episode"] == 0
+        steps, rows, cols = d["step"][ep0], d["row"][ep0], d["col"][ep0]
+    got = np.argwhere(test.masks[0])
+    np.testing.assert_array_equal(got, np.c_[steps - 1, rows, cols])
+    env = ItemPickupEnv(episodes=GRADIENT1, split="test")
+    env.reset(seed=0)
+    served = [env._spawns[0]] + [(env.reset(), env._spawns[0])[1] for _ in range(99)]
+    assert all(np.array_equal(m, test.masks[i]) for i, m in enumerate(served))
+    train = EpisodeTable(GRADIENT1, "training")
+    rng = np.random.default_rng(0)
+    first = train.next_episodes(800, rng)
+    index = {m.tobytes(): i for i, m in enumerate(train.masks)}
+    order = [index[m.tobytes()] for m in first]
+    assert sorted(order) == list(range(800)) and order != list(range(800))  # a permutation, not in order
+    second = [index[m.tobytes()] for m in train.next_episodes(800, rng)]
+    assert sorted(second) == list(range(800)) and second != order  # a new permutation per pass
+
+
+@needs_data
+def test_greedy_regression_on_the_released_test_episodes() -> None:
+    returns = evaluate(GreedyPolicy(), GRADIENT1, split="test")
+    assert len(returns) == 100
+    assert returns.mean() == pytest.approx(215.06, abs=0.01)
+
+
+class FixedRandom:
+    """Deterministic pseudo-random actions from (t, observation) so single and batched runs agree."""
+
+    def predict(self, obs, state=None, episode_start=None, deterministic=True):  # type: ignore[no-untyped-def]
+        obs = np.asarray(obs).reshape(-1, 3, 5, 5)
+        h = (obs * np.arange(75).reshape(3, 5, 5)).sum(axis=(1, 2, 3))
+        return (np.floor(h * 7919) % 5).astype(np.int64), None
+
+
+@pytest.mark.parametrize("policy", [GreedyPolicy(), FixedRandom()])
+def test_batched_evaluation_equals_the_single_env(policy) -> None:  # type: ignore[no-untyped-def]
+    batched = evaluate(policy, "hotspots", n_episodes=8, seed=3)
+    spawns = ItemPickupEnv("hotspots").source.next_episodes(8, np.random.default_rng(3))
+    for e in range(8):
+        env = ItemPickupEnv("hotspots")
+        obs, _ = env.reset(seed=0)
+        env._spawns = spawns[e : e + 1]
+        total, done = 0.0, False
+        while not done:
+            action, _ = policy.predict(obs)
+            obs, r, done, _, _ = env.step(int(np.asarray(action).reshape(-1)[0]))
+            total += r
+        assert total == batched[e]
+
+
+def test_greedy_beats_random_and_handles_single_observations() -> None:
+    greedy = evaluate(GreedyPolicy(), "gradient1", n_episodes=50, seed=0)
+    assert greedy.mean() > 150
+    rand = evaluate(FixedRandom(), "gradient1", n_episodes=50, seed=0)
+    assert rand.mean() < 0
+    env = ItemPickupEnv()
+    obs, _ = env.reset(seed=0)
+    a, _ = GreedyPolicy().predict(obs)
+    assert np.asarray(a).shape == ()
+
+
+def test_checkers_pass() -> None:
+    env = gym.make("is_envs/ItemPickup-v0")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gym_check_env(env.unwrapped, skip_render_check=True)
+        sb3_check_env(env.unwrapped, warn=True)
+    # SB3's only advice: a (3, 5, 5) array looks like an image to it (dtype, bounds, resolution); the
+    # SPEC fixes this float32 encoding and the grid agents bring their own small CNN
+    assert all("image" in str(w.message) for w in caught)
+
+
+def test_invalid_arguments() -> None:
+    with pytest.raises(ValueError, match="unknown distribution"):
+        ItemPickupEnv("gradient10")
+    with pytest.raises(ValueError, match="5x5"):
+        ItemPickupEnv(np.zeros((4, 5)))
+    bad = np.full((5, 5), 0.01)
+    with pytest.raises(ValueError, match="depot"):
+        ItemPickupEnv(bad)
+    bad[2, 0], bad[0, 0] = 0.0, 1.5
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        ItemPickupEnv(bad)
+    with pytest.raises(ValueError, match="split"):
+        ItemPickupEnv(episodes=GRADIENT1, split="train")
+    with pytest.raises(ValueError, match="does not exist"):
+        ItemPickupEnv(episodes="missing.npz")
+    with pytest.raises(ValueError, match="action"):
+        env = ItemPickupEnv()
+        env.reset(seed=0)
+        env.step(7)
+    with pytest.raises(ValueError, match="observation"):
+        GreedyPolicy().predict(np.zeros((2, 5, 5)))
