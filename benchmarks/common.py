@@ -36,3 +36,69 @@ def write_json(name: str, payload: dict[str, Any], out_dir: Path = RESULTS) -> P
     path = out_dir / name
     path.write_text(json.dumps(payload, indent=2))
     return path
+
+
+def run_parallel(fn: Callable[..., Any], jobs: list[dict[str, Any]], workers: int) -> list[Any]:
+    """Run ``fn(**job)`` for every job, on a local process pool of ``workers`` (1: in this process),
+    with a progress bar; results in job order."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    if workers <= 1:
+        return [fn(**job) for job in tqdm(jobs, desc="runs")]
+    with ProcessPoolExecutor(max_workers=workers, initializer=_single_thread) as pool:
+        futures = [pool.submit(fn, **job) for job in jobs]
+        return [f.result() for f in tqdm(futures, desc="runs")]
+
+
+def _single_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def train_risk_ac(
+    env_id: str,
+    risk_aversion: float,
+    critic_loss: str,
+    seed: int,
+    iterations: int,
+    device: str = "cpu",
+    eval_points: int = 20,
+    warmup: float = 0.01,
+    lr: float = 1e-4,
+    tensorboard_log: str | None = None,
+) -> dict[str, Any]:
+    """One RiskAC run with the paper's recipe; returns its evaluation history and final metrics."""
+    import torch
+
+    from is_sb3 import RiskAC
+    from is_sb3.schedules import WarmupConstantCosine
+
+    torch.set_num_threads(1)
+    model = RiskAC(
+        "MlpPolicy",
+        env_id,
+        risk_aversion=risk_aversion,
+        critic_loss=critic_loss,
+        learning_rate=WarmupConstantCosine(lr, warmup=warmup),
+        eval_freq=max(1, iterations // eval_points),
+        seed=seed,
+        device=device,
+        tensorboard_log=tensorboard_log,
+    )
+    t0 = time.perf_counter()
+    model.learn(iterations, log_interval=max(1, iterations // eval_points))
+    seconds = time.perf_counter() - t0
+    final = model.evaluate()
+    return {
+        "env_id": env_id,
+        "risk_aversion": risk_aversion,
+        "critic_loss": critic_loss,
+        "seed": seed,
+        "iterations": iterations,
+        "seconds": seconds,
+        "final": final,
+        "history": model.eval_history,
+    }

@@ -20,9 +20,7 @@ from is_envs.grid import DISTRIBUTIONS, GreedyPolicy, ItemPickupEnv, evaluate
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter timing blocks")
     args = parser.parse_args(argv)
     seconds = 0.5 if args.quick else 3.0

@@ -22,9 +22,7 @@ from is_envs.finance import BachelierSimulator, BachelierVecEnv, QuadraticPenalt
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter timing blocks")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
@@ -68,9 +66,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "vecenv_steps_per_s_n4096": rate(vec_steps, seconds),
         "dummyvecenv_steps_per_s": rate(dummy_steps, seconds),
     }
-    results["vecenv_speedup_vs_dummyvecenv"] = (
-        results["vecenv_steps_per_s_n4096"] / results["dummyvecenv_steps_per_s"]
-    )
+    results["vecenv_speedup_vs_dummyvecenv"] = results["vecenv_steps_per_s_n4096"] / results["dummyvecenv_steps_per_s"]
     table = Table(title=f"Bachelier front ends, 1 CPU thread, device={args.device}")
     table.add_column("measure")
     table.add_column("value", justify="right")

@@ -1,5 +1,6 @@
 """is-rl's agents: entropic critic losses, certainty equivalents and risk-averse SB3 algorithms."""
 
+from is_sb3.ac import RiskAC
 from is_sb3.losses import CriticLoss, critic_loss, exponential_mse, itakura_saito, mse, softplus_loss
 from is_sb3.risk import certainty_equivalent, certainty_equivalent_with_se, entropic_risk
 
@@ -7,6 +8,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CriticLoss",
+    "RiskAC",
     "certainty_equivalent",
     "certainty_equivalent_with_se",
     "critic_loss",

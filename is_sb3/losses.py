@@ -49,6 +49,7 @@ __all__ = [
     "critic_loss",
     "dilog_neg_exp",
     "exponential_mse",
+    "exponential_utility_actor_loss",
     "itakura_saito",
     "mse",
     "softplus_loss",
@@ -286,9 +287,7 @@ class CriticLoss(nn.Module):
     :param reduction: "mean", "sum" or "none".
     """
 
-    def __init__(
-        self, name: str, risk_aversion: float, reduction: Literal["mean", "sum", "none"] = "mean"
-    ) -> None:
+    def __init__(self, name: str, risk_aversion: float, reduction: Literal["mean", "sum", "none"] = "mean") -> None:
         super().__init__()
         get_loss(name)  # validate early
         if not math.isfinite(float(risk_aversion)):
@@ -302,3 +301,26 @@ class CriticLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, risk_aversion={self.risk_aversion}, reduction={self.reduction!r}"
+
+
+def exponential_utility_actor_loss(gain: th.Tensor, risk_aversion: float) -> th.Tensor:
+    """Deterministic actor objective of the IS paper (eq. 14), per sample, up to a per-batch scale.
+
+    ``gain`` is x = r(s, π(s), s') + V_θ̄(s') − V_θ̄(s), differentiable through the action only. The
+    paper's loss (1/α) e^{−αx} is decreasing in x, so minimising it pushes the policy toward the
+    entropic optimum. Here it is evaluated as (1/α) e^{−αx − c} with c = max(−αx) over the batch
+    (detached): the same gradient direction and relative weights e^{−αx} between samples, finite for
+    any input (no exp overflow), and a scale that Adam's normalisation absorbs. α = 0 gives −x
+    (risk-neutral: maximise E[r + V(s')]); α < 0 (risk seeking) works unchanged.
+
+    :param gain: x, shape ``(*)``.
+    :param risk_aversion: α.
+    :return: per-sample loss, shape ``(*)``.
+    """
+    alpha = float(risk_aversion)
+    if not math.isfinite(alpha):
+        raise ValueError(f"risk_aversion must be a finite real number, got {risk_aversion!r}")
+    if alpha == 0.0:
+        return -gain
+    z = -alpha * gain
+    return th.exp(z - z.detach().max()) / alpha

@@ -34,9 +34,7 @@ __all__ = ["RULES", "FiniteHorizonMDP", "sa_update", "solve_entropic_dp", "stoch
 RULES: dict[str, str] = {"td0": "mse", "mse": "mse", "is": "is", "emse": "emse", "sp": "sp"}
 
 
-def sa_update(
-    rule: str, value: np.ndarray, target: np.ndarray, risk_aversion: float, lr: float
-) -> np.ndarray:
+def sa_update(rule: str, value: np.ndarray, target: np.ndarray, risk_aversion: float, lr: float) -> np.ndarray:
     """One stochastic-approximation step V ← V − η ∂ℓ_rule(V, target)/∂V, elementwise.
 
     :param rule: one of "td0", "mse", "is", "emse", "sp".
@@ -140,9 +138,7 @@ def solve_entropic_dp(
             v[t] = q[t].max(axis=-1)
         else:
             joint = _log(pi[t])[:, :, None] + log_p  # log π(a|s) P(s'|s, a)
-            v[t] = certainty_equivalent(
-                y.reshape(s_n, -1), risk_aversion, dim=-1, log_weights=joint.reshape(s_n, -1)
-            )
+            v[t] = certainty_equivalent(y.reshape(s_n, -1), risk_aversion, dim=-1, log_weights=joint.reshape(s_n, -1))
     return v, q
 
 

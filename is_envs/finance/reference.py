@@ -71,11 +71,12 @@ def task_of(env_or_id: Any) -> BachelierTask:
     if task is None and hasattr(env_or_id, "unwrapped"):
         task = getattr(env_or_id.unwrapped, "task", None)
     if task is None and hasattr(env_or_id, "get_attr"):  # SB3 VecEnv
-        task = env_or_id.get_attr("task", indices=[0])[0]
+        try:
+            task = env_or_id.get_attr("task", indices=[0])[0]
+        except AttributeError:
+            task = None
     if not isinstance(task, BachelierTask):
-        raise ValueError(
-            f"{env_or_id!r} is not a Bachelier task, env or env id; it has no reference solution"
-        )
+        raise ValueError(f"{env_or_id!r} is not a Bachelier task, env or env id; it has no reference solution")
     return task
 
 
@@ -111,9 +112,7 @@ class ClosedForm:
         s = np.asarray(s, dtype=np.float64)
         tau = task.horizon - t
         if isinstance(task, GaussianReturnTask):
-            return np.broadcast_to(
-                task.mu**2 * tau / (2 * alpha * task.sigma**2), np.broadcast(t, s).shape
-            ).copy()
+            return np.broadcast_to(task.mu**2 * tau / (2 * alpha * task.sigma**2), np.broadcast(t, s).shape).copy()
         if isinstance(task, QuadraticPenaltyTask):
             k = alpha * task.sigma**2
             return -0.5 * (s - task.s0) ** 2 + tau / (2 * alpha) * math.log1p(-k)
@@ -273,8 +272,6 @@ def reference_solution(
     has_closed_form = (not hedging or alpha == 0) and type(task) is not BachelierTask
     if method == "closed_form" or (method == "auto" and has_closed_form):
         if not has_closed_form:
-            raise ValueError(
-                f"no closed form for {type(task).__name__} at risk_aversion={alpha}; use method='dp'"
-            )
+            raise ValueError(f"no closed form for {type(task).__name__} at risk_aversion={alpha}; use method='dp'")
         return ClosedForm(task, alpha)
     return DynamicProgram(task, alpha, **dp_kwargs)

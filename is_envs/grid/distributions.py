@@ -66,9 +66,7 @@ def validate_probabilities(p: object, name: str = "distribution") -> np.ndarray:
     """Check a user grid of spawn probabilities: shape (5, 5), finite, in [0, 1], depot 0."""
     arr = np.asarray(p, dtype=np.float64)
     if arr.shape != (GRID_SIZE, GRID_SIZE):
-        raise ValueError(
-            f"{name} must be a {GRID_SIZE}x{GRID_SIZE} grid of probabilities, got shape {arr.shape}"
-        )
+        raise ValueError(f"{name} must be a {GRID_SIZE}x{GRID_SIZE} grid of probabilities, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)) or np.any(arr < 0) or np.any(arr > 1):
         raise ValueError(f"{name} must hold finite probabilities in [0, 1]")
     if arr[DEPOT] != 0:

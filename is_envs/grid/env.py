@@ -64,13 +64,9 @@ class ItemPickupEnv(gym.Env[np.ndarray, np.int64]):
     ) -> None:
         super().__init__()
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}"
-            )
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.render_mode = render_mode
-        self.source = (
-            make_source(Path(episodes), split) if episodes is not None else make_source(distribution)
-        )
+        self.source = make_source(Path(episodes), split) if episodes is not None else make_source(distribution)
         self.observation_space = spaces.Box(0.0, 1.0, shape=(3, GRID_SIZE, GRID_SIZE), dtype=np.float32)
         self.action_space = spaces.Discrete(5)
         self._state = core.GridState.start(1)
@@ -86,9 +82,7 @@ class ItemPickupEnv(gym.Env[np.ndarray, np.int64]):
         if episode is not None:
             masks = getattr(self.source, "masks", None)
             if masks is None or not 0 <= int(episode) < len(masks):
-                raise ValueError(
-                    "options['episode'] needs a released episode table and an index within its split"
-                )
+                raise ValueError("options['episode'] needs a released episode table and an index within its split")
             self._spawns = masks[int(episode)][None]
         else:
             self._spawns = self.source.next_episodes(1, self.np_random)

@@ -40,9 +40,7 @@ def evaluate(
     :return: returns, shape ``(n_episodes,)``, float64, in episode order.
     """
     source = make_source(
-        Path(distribution_or_episodes)
-        if isinstance(distribution_or_episodes, Path)
-        else distribution_or_episodes,
+        Path(distribution_or_episodes) if isinstance(distribution_or_episodes, Path) else distribution_or_episodes,
         split,
     )
     if n_episodes is None:

@@ -85,9 +85,7 @@ def test_episode_rewards_follow_the_spec(env_id: str) -> None:
             }[task.name]
         assert r == pytest.approx(expected, rel=1e-12, abs=1e-12)
         assert info["t"] == t + 1 and terminated == (t == task.horizon - 1) and not truncated
-        np.testing.assert_allclose(
-            obs, [(t + 1) / 10, (s2 - task.s0) / (task.sigma * math.sqrt(10))], rtol=1e-6
-        )
+        np.testing.assert_allclose(obs, [(t + 1) / 10, (s2 - task.s0) / (task.sigma * math.sqrt(10))], rtol=1e-6)
     with pytest.raises(RuntimeError, match="reset"):
         env.step(np.zeros(1, dtype=np.float32))
 
@@ -136,14 +134,10 @@ def test_simulator_samples_exact_marginals_and_differentiable_rewards() -> None:
     assert tr.t.min() == 0 and tr.t.max() == task.horizon - 1
     for t in (1, 9):
         s = tr.s[tr.t == t]
-        assert float(s.mean()) == pytest.approx(
-            task.s0 + task.mu * t, abs=5 * math.sqrt(t) / math.sqrt(len(s))
-        )
+        assert float(s.mean()) == pytest.approx(task.s0 + task.mu * t, abs=5 * math.sqrt(t) / math.sqrt(len(s)))
         assert float(s.var()) == pytest.approx(task.sigma**2 * t, rel=0.05)
     z = tr.s_next - tr.s
-    assert float(z.mean()) == pytest.approx(task.mu, abs=0.01) and float(z.std()) == pytest.approx(
-        1.0, rel=0.01
-    )
+    assert float(z.mean()) == pytest.approx(task.mu, abs=0.01) and float(z.std()) == pytest.approx(1.0, rel=0.01)
     assert th.equal(tr.done, tr.t == task.horizon - 1)
     a = th.zeros(len(tr.t), dtype=th.float64, requires_grad=True)
     (g,) = th.autograd.grad(sim.reward(tr.t, tr.s, a, tr.s_next).sum(), a)

@@ -13,10 +13,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 import is_envs  # noqa: F401
 from is_envs.grid import DISTRIBUTIONS, EpisodeTable, GreedyPolicy, ItemPickupEnv, core, evaluate
 
-DATA = (
-    Path(os.environ.get("IS_RL_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
-    / "item_pickup"
-)
+DATA = Path(os.environ.get("IS_RL_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")) / "item_pickup"
 GRADIENT1 = DATA / "gradient1.npz"
 needs_data = pytest.mark.skipif(not GRADIENT1.is_file(), reason=f"released episodes not found at {GRADIENT1}")
 NO_ITEMS = np.zeros((1, 5, 5), dtype=bool)
@@ -162,9 +159,7 @@ def test_episode_length_terminated_and_info() -> None:
 )
 def test_named_distributions_are_the_spec_formulas(name: str, pl: float, weight) -> None:  # type: ignore[no-untyped-def]
     p = DISTRIBUTIONS[name]
-    expected = np.array(
-        [[0.0 if (r, c) == (2, 0) else pl * weight(r, c) for c in range(5)] for r in range(5)]
-    )
+    expected = np.array([[0.0 if (r, c) == (2, 0) else pl * weight(r, c) for c in range(5)] for r in range(5)])
     np.testing.assert_allclose(p, expected, rtol=1e-12)
 
 

@@ -114,9 +114,7 @@ def test_values_match_high_precision_references(alpha: float, delta: float) -> N
     mp.mp.dps = 60
     d, z = t64([delta]), t64([0.5])
     assert float(itakura_saito(d + z, z, alpha)) == pytest.approx(_is_ref(delta, alpha), rel=1e-13)
-    assert float(exponential_mse(d + z, z, alpha)) == pytest.approx(
-        _emse_ref(delta + 0.5, 0.5, alpha), rel=1e-12
-    )
+    assert float(exponential_mse(d + z, z, alpha)) == pytest.approx(_emse_ref(delta + 0.5, 0.5, alpha), rel=1e-12)
     assert float(softplus_loss(d, th.zeros_like(d), alpha)) == pytest.approx(_sp_ref(delta, alpha), rel=1e-12)
 
 
@@ -150,9 +148,7 @@ def test_emse_gradient_is_reweighted_is_gradient(v: list[float], y: list[float],
 def test_is_gradient_is_the_spec_formula(delta: float, alpha: float) -> None:
     d = t64([delta])
     expected = math.expm1(min(alpha * delta, IS_LINEAR_FROM)) / alpha
-    assert float(grad_of(itakura_saito, d, th.zeros_like(d), alpha)) == pytest.approx(
-        expected, rel=1e-10, abs=1e-12
-    )
+    assert float(grad_of(itakura_saito, d, th.zeros_like(d), alpha)) == pytest.approx(expected, rel=1e-10, abs=1e-12)
 
 
 @given(st.floats(-20, 20), st.floats(-4, 4).filter(lambda a: abs(a) > 1e-2))
@@ -162,8 +158,7 @@ def test_sp_gradient_formula_and_finite_differences(delta: float, alpha: float) 
     assert g == pytest.approx(2 * delta * expit(alpha * delta), rel=1e-10, abs=1e-12)
     h = 1e-5
     fd = (
-        float(softplus_loss(d + h, th.zeros_like(d), alpha))
-        - float(softplus_loss(d - h, th.zeros_like(d), alpha))
+        float(softplus_loss(d + h, th.zeros_like(d), alpha)) - float(softplus_loss(d - h, th.zeros_like(d), alpha))
     ) / (2 * h)
     assert g == pytest.approx(fd, rel=1e-5, abs=1e-6)
 
@@ -195,9 +190,7 @@ def test_is_is_the_itakura_saito_divergence_of_exponentials(v: float, y: float, 
     """ℓ = D_IS(x, y)/α² with x = e^{−α·target}, y = e^{−α·prediction}, D_IS(x, y) = x/y − log(x/y) − 1."""
     x_, y_ = math.exp(-alpha * y), math.exp(-alpha * v)
     d_is = x_ / y_ - math.log(x_ / y_) - 1
-    assert float(itakura_saito(t64([v]), t64([y]), alpha)) == pytest.approx(
-        d_is / alpha**2, rel=1e-8, abs=1e-10
-    )
+    assert float(itakura_saito(t64([v]), t64([y]), alpha)) == pytest.approx(d_is / alpha**2, rel=1e-8, abs=1e-10)
 
 
 @pytest.mark.parametrize("dtype", [th.float32, th.float64])
@@ -222,9 +215,7 @@ def test_is_exact_up_to_the_continuation_point_and_c1_beyond() -> None:
     eps = 1e-7
     left, right = t64([(IS_LINEAR_FROM - eps) / alpha]), t64([(IS_LINEAR_FROM + eps) / alpha])
     z = th.zeros(1, dtype=F64)
-    assert float(itakura_saito(right, z, alpha)) == pytest.approx(
-        float(itakura_saito(left, z, alpha)), rel=1e-6
-    )
+    assert float(itakura_saito(right, z, alpha)) == pytest.approx(float(itakura_saito(left, z, alpha)), rel=1e-6)
     assert float(grad_of(itakura_saito, right, z, alpha)) == pytest.approx(
         float(grad_of(itakura_saito, left, z, alpha)), rel=1e-6
     )
@@ -257,3 +248,18 @@ def test_reductions_and_module_wrapper() -> None:
     per = itakura_saito(pred, target, 0.4)
     assert float(critic_loss("is", pred, target, 0.4, "sum")) == pytest.approx(float(per.sum()))
     assert float(CriticLoss("is", 0.4)(pred, target)) == pytest.approx(float(per.mean()))
+
+
+@pytest.mark.parametrize("alpha", [2.0, 0.3, -0.5])
+def test_actor_loss_has_the_direction_of_equation_14(alpha: float) -> None:
+    from is_sb3.losses import exponential_utility_actor_loss
+
+    x = th.randn(64, dtype=F64, requires_grad=True)
+    (g,) = th.autograd.grad(exponential_utility_actor_loss(x * 30, alpha).sum(), x)
+    (g_ref,) = th.autograd.grad((th.exp(-alpha * x * 30) / alpha).sum(), x)
+    ratio = g / g_ref
+    assert th.all(ratio > 0) and th.allclose(ratio, ratio[0].expand_as(ratio))
+    huge = th.tensor([-1e4, 0.0, 1e4], dtype=F64)
+    assert th.isfinite(exponential_utility_actor_loss(huge, alpha)).all()
+    y = th.randn(8, dtype=F64)
+    assert th.equal(exponential_utility_actor_loss(y, 0.0), -y)

@@ -73,9 +73,7 @@ def test_weighted_ce_equals_repeated_samples_and_torch_matches_numpy() -> None:
     want = [float(certainty_equivalent(r, 0.8)) for r in reps]
     got = certainty_equivalent(x, 0.8, dim=1, log_weights=np.log(p))
     np.testing.assert_allclose(got, want, rtol=1e-12)
-    got_t = certainty_equivalent(
-        th.tensor(x), 0.8, dim=1, log_weights=th.tensor(np.log(p) + 7.0)
-    )  # unnormalised
+    got_t = certainty_equivalent(th.tensor(x), 0.8, dim=1, log_weights=th.tensor(np.log(p) + 7.0))  # unnormalised
     np.testing.assert_allclose(got_t.numpy(), want, rtol=1e-12)
 
 

@@ -1,0 +1,217 @@
+"""IS paper Fig. 2: RiskAC on the Gaussian and quadratic tasks, all four critic losses, against closed forms.
+
+    python -m benchmarks.analytic --quick                  # minutes on CPU
+    python -m benchmarks.analytic                          # paper: 100k iterations, 5 seeds
+    python -m benchmarks.analytic --iterations 20000 --seeds 1 --workers 2   # what the README reports
+    python -m benchmarks.analytic --speed                  # iterations/s vs a plain PyTorch loop
+
+Writes ``benchmarks/results/analytic.json``, ``analytic.md`` (table) and ``analytic.png``
+(relative value / policy RMSE against the closed form over training, mean over seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import RESULTS, run_parallel, train_risk_ac, write_json
+
+#: name -> (env id, risk aversion α); k = ασ² for the quadratic task
+TASKS: dict[str, tuple[str, float]] = {
+    "gaussian α=100": ("is_envs/BachelierTrading-v0", 100.0),
+    "gaussian α=1": ("is_envs/BachelierTrading-v0", 1.0),
+    "quadratic k=0.2": ("is_envs/QuadraticPenalty-v0", 2.0),
+    "quadratic k=0.5": ("is_envs/QuadraticPenalty-v0", 5.0),
+}
+LOSSES = ["is", "emse", "sp", "mse"]
+
+
+def summarise(runs: list[dict[str, Any]], key_of: dict[tuple[str, float], str]) -> dict[str, dict[str, Any]]:
+    """Mean ± std over seeds of the final metrics, per (task, loss)."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        groups[(key_of[(run["env_id"], run["risk_aversion"])], run["critic_loss"])].append(run)
+    table: dict[str, dict[str, Any]] = {}
+    for (task, loss), group in groups.items():
+        row: dict[str, Any] = {"task": task, "loss": loss, "seeds": len(group)}
+        for metric in ("value_rel_rmse", "policy_rel_rmse", "value_s0", "reference_value_s0", "ce_return"):
+            vals = np.array([g["final"].get(metric, np.nan) for g in group], dtype=float)
+            row[metric] = float(np.mean(vals))
+            row[metric + "_std"] = float(np.std(vals))
+        row["seconds"] = float(np.mean([g["seconds"] for g in group]))
+        table[f"{task} | {loss}"] = row
+    return table
+
+
+def markdown(table: dict[str, dict[str, Any]], config: str) -> str:
+    lines = [
+        f"Configuration: {config}",
+        "",
+        "| task | loss | value rel. RMSE | policy rel. RMSE | V(s0) learned | V*(s0) | CE of return (MC) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in table.values():
+        lines.append(
+            f"| {row['task']} | {row['loss']} "
+            f"| {100 * row['value_rel_rmse']:.2f} % ± {100 * row['value_rel_rmse_std']:.2f}"
+            f" | {100 * row['policy_rel_rmse']:.2f} % | {row['value_s0']:.4f} | {row['reference_value_s0']:.4f}"
+            f" | {row['ce_return']:.4f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(runs: list[dict[str, Any]], key_of: dict[tuple[str, float], str], tasks: list[str], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(tasks), figsize=(4.2 * len(tasks), 6.5), squeeze=False)
+    curves: dict[tuple[str, str], list[list[dict[str, float]]]] = defaultdict(list)
+    for run in runs:
+        curves[(key_of[(run["env_id"], run["risk_aversion"])], run["critic_loss"])].append(run["history"])
+    for col, task in enumerate(tasks):
+        for loss in LOSSES:
+            histories = curves.get((task, loss))
+            if not histories:
+                continue
+            it = [h["iteration"] for h in histories[0]]
+            for row, metric in enumerate(("value_rel_rmse", "policy_rel_rmse")):
+                vals = np.nanmean([[h.get(metric, np.nan) for h in hist] for hist in histories], axis=0)
+                axes[row, col].plot(it, 100 * vals, label=loss)
+        for row, name in enumerate(("value", "policy")):
+            ax = axes[row, col]
+            ax.set_yscale("log")
+            ax.set_title(f"{task}: {name}")
+            ax.set_xlabel("iteration")
+            ax.set_ylabel(f"relative {name} RMSE (%)")
+            ax.grid(alpha=0.3)
+    axes[0, 0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def speed(iterations: int, device: str) -> dict[str, float]:
+    """RiskAC.learn against a plain PyTorch loop doing the same computation, same process."""
+    import torch as th
+    from torch import nn
+
+    from is_envs.finance import BachelierSimulator, QuadraticPenaltyTask
+    from is_sb3 import RiskAC
+    from is_sb3.losses import critic_loss, exponential_utility_actor_loss
+
+    th.set_num_threads(1)
+    alpha = 2.0
+
+    def plain(n: int) -> float:
+        sim = BachelierSimulator(QuadraticPenaltyTask(), device, seed=0)
+
+        def mlp(out: int) -> nn.Sequential:
+            return nn.Sequential(nn.Linear(2, 64), nn.Mish(), nn.Linear(64, 64), nn.Mish(), nn.Linear(64, out)).to(
+                device
+            )
+
+        actor, critic = mlp(1), mlp(1)
+        opt_a = th.optim.Adam(actor.parameters(), lr=1e-4, betas=(0.99, 0.999))
+        opt_c = th.optim.Adam(critic.parameters(), lr=1e-4, betas=(0.99, 0.999))
+        t0 = time.perf_counter()
+        for _ in range(n):
+            tr = sim.sample_transitions(1024)
+            obs = sim.observe(tr.t, tr.s)
+            a = actor(obs).squeeze(-1)
+            with th.no_grad():
+                v_next = critic(sim.observe(tr.t + 1, tr.s_next)).squeeze(-1).masked_fill(tr.done, 0.0)
+            v = critic(obs).squeeze(-1)
+            loss = critic_loss("is", v, sim.reward(tr.t, tr.s, a.detach(), tr.s_next) + v_next, alpha)
+            opt_c.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_value_(critic.parameters(), 1.0)
+            nn.utils.clip_grad_norm_(critic.parameters(), 10.0)
+            opt_c.step()
+            gain = sim.reward(tr.t, tr.s, a, tr.s_next) + v_next - v.detach()
+            a_loss = exponential_utility_actor_loss(gain, alpha).mean()
+            opt_a.zero_grad(set_to_none=True)
+            a_loss.backward()
+            nn.utils.clip_grad_value_(actor.parameters(), 1.0)
+            nn.utils.clip_grad_norm_(actor.parameters(), 10.0)
+            opt_a.step()
+        if device.startswith("cuda"):
+            th.cuda.synchronize()
+        return n / (time.perf_counter() - t0)
+
+    def sb3(n: int) -> float:
+        model = RiskAC(
+            "MlpPolicy",
+            "is_envs/QuadraticPenalty-v0",
+            risk_aversion=alpha,
+            eval_freq=0,
+            seed=0,
+            device=device,
+        )
+        t0 = time.perf_counter()
+        model.learn(n, log_interval=0)
+        if device.startswith("cuda"):
+            th.cuda.synchronize()
+        return n / (time.perf_counter() - t0)
+
+    plain(50), sb3(50)  # warm-up
+    p, s = [], []
+    for _ in range(3):  # interleaved, best of three: the machine is noisy
+        p.append(plain(iterations))
+        s.append(sb3(iterations))
+    out = {"plain_torch_it_per_s": max(p), "risk_ac_it_per_s": max(s)}
+    out["ratio"] = out["risk_ac_it_per_s"] / out["plain_torch_it_per_s"]
+    out["minutes_per_100k_iterations"] = 100_000 / out["risk_ac_it_per_s"] / 60
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="3000 iterations, 1 seed, minutes on CPU")
+    parser.add_argument("--iterations", type=int, default=None, help="iterations per run (paper: 100000)")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per configuration (paper: 5)")
+    parser.add_argument("--losses", nargs="+", default=LOSSES, choices=LOSSES)
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--workers", type=int, default=1, help="parallel processes")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--speed", action="store_true", help="only measure iterations/s")
+    args = parser.parse_args(argv)
+    if args.speed:
+        result = speed(300 if args.quick else 2000, args.device)
+        print(
+            f"device={args.device}: RiskAC {result['risk_ac_it_per_s']:.0f} it/s, plain PyTorch "
+            f"{result['plain_torch_it_per_s']:.0f} it/s, ratio {result['ratio']:.3f}; "
+            f"100k iterations = {result['minutes_per_100k_iterations']:.1f} min"
+        )
+        write_json(f"analytic_speed_{args.device.replace(':', '')}.json", result)
+        return result
+    iterations = args.iterations or (3000 if args.quick else 100_000)
+    seeds = args.seeds or (1 if args.quick else 5)
+    jobs = [
+        {"env_id": TASKS[t][0], "risk_aversion": TASKS[t][1], "critic_loss": loss, "seed": seed,
+         "iterations": iterations, "device": args.device}
+        for t in args.tasks for loss in args.losses for seed in range(seeds)
+    ]  # fmt: skip
+    runs = run_parallel(train_risk_ac, jobs, args.workers)
+    key_of = {v: k for k, v in TASKS.items()}
+    table = summarise(runs, key_of)
+    config = (
+        f"{iterations} iterations, {seeds} seed(s), batch 1024, paper schedule (peak lr 1e-4), device {args.device}"
+    )
+    text = markdown(table, config)
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "analytic.md").write_text(text + "\n")
+    plot(runs, key_of, args.tasks, str(RESULTS / "analytic.png"))
+    payload = {"config": config, "table": table, "runs": runs}
+    print(f"wrote {write_json('analytic.json', payload)}, analytic.md, analytic.png")
+    return payload
+
+
+if __name__ == "__main__":
+    main()

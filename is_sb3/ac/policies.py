@@ -1,0 +1,88 @@
+"""Policies of :class:`~is_sb3.ac.RiskAC`: a deterministic actor and a state-value critic (MLPs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.preprocessing import get_flattened_obs_dim
+from stable_baselines3.common.torch_layers import create_mlp
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from torch import nn
+
+__all__ = ["MlpPolicy", "RiskACPolicy"]
+
+
+class RiskACPolicy(BasePolicy):
+    """Deterministic actor π_φ(s) and state-value critic V_θ(s), each an MLP with its own optimizer.
+
+    Defaults follow the IS paper (App. B): 2 hidden layers of 64, Mish, Adam with β = (0.99, 0.999).
+
+    :param observation_space: observation space (flat Box).
+    :param action_space: action space (Box).
+    :param lr_schedule: learning-rate schedule (the initial value sets the optimizers' lr).
+    :param net_arch: hidden sizes, shared by actor and critic, or a dict ``{"pi": [...], "vf": [...]}``.
+    :param activation_fn: activation between hidden layers.
+    :param optimizer_class: optimizer of both networks.
+    :param optimizer_kwargs: its keyword arguments (default betas (0.99, 0.999)).
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        net_arch: list[int] | dict[str, list[int]] | None = None,
+        activation_fn: type[nn.Module] = nn.Mish,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        if optimizer_kwargs is None:
+            optimizer_kwargs = {"betas": (0.99, 0.999)}
+        super().__init__(
+            observation_space,
+            action_space,
+            optimizer_class=optimizer_class,
+            optimizer_kwargs=optimizer_kwargs,
+            squash_output=False,
+        )
+        if not isinstance(action_space, spaces.Box):
+            raise ValueError(f"RiskACPolicy needs a Box action space, got {action_space}")
+        self.net_arch = [64, 64] if net_arch is None else net_arch
+        self.activation_fn = activation_fn
+        pi_arch = self.net_arch["pi"] if isinstance(self.net_arch, dict) else self.net_arch
+        vf_arch = self.net_arch["vf"] if isinstance(self.net_arch, dict) else self.net_arch
+        obs_dim = get_flattened_obs_dim(observation_space)
+        action_dim = int(action_space.shape[0])
+        self.actor = nn.Sequential(*create_mlp(obs_dim, action_dim, list(pi_arch), activation_fn))
+        self.critic = nn.Sequential(*create_mlp(obs_dim, 1, list(vf_arch), activation_fn))
+        lr = lr_schedule(1)
+        self.actor_optimizer = optimizer_class(self.actor.parameters(), lr=lr, **self.optimizer_kwargs)  # type: ignore[call-arg]
+        self.critic_optimizer = optimizer_class(self.critic.parameters(), lr=lr, **self.optimizer_kwargs)  # type: ignore[call-arg]
+
+    def value(self, obs: th.Tensor) -> th.Tensor:
+        """V_θ(s), shape ``(batch,)``."""
+        return self.critic(obs).squeeze(-1)
+
+    def forward(self, obs: PyTorchObs, deterministic: bool = True) -> th.Tensor:
+        return self._predict(obs, deterministic)
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = True) -> th.Tensor:
+        assert isinstance(observation, th.Tensor)
+        return self.actor(observation.flatten(1).float())
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            net_arch=self.net_arch,
+            activation_fn=self.activation_fn,
+            optimizer_class=self.optimizer_class,
+            optimizer_kwargs=self.optimizer_kwargs,
+            lr_schedule=self._dummy_schedule,
+        )
+        return data
+
+
+MlpPolicy = RiskACPolicy

@@ -1,0 +1,317 @@
+"""RiskAC: the IS paper's risk-averse actor-critic (§4.1) for tasks with a known, differentiable reward."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, ClassVar, TypeVar
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+
+import is_envs  # noqa: F401  (registers the env ids used by name)
+from is_envs.finance import BachelierSimulator, BachelierTask, reference_solution, task_of
+from is_sb3.ac.policies import RiskACPolicy
+from is_sb3.losses import LOSSES, critic_loss, exponential_utility_actor_loss
+from is_sb3.risk import certainty_equivalent_with_se
+from is_sb3.schedules import WarmupConstantCosine
+
+__all__ = ["RiskAC"]
+
+SelfRiskAC = TypeVar("SelfRiskAC", bound="RiskAC")
+
+
+class RiskAC(BaseAlgorithm):
+    """Risk-averse actor-critic with a state-value critic and a deterministic actor (IS paper §4.1).
+
+    Each iteration draws ``batch_size`` transitions from the task's batched simulator on the model's
+    device (t ~ U{0..T−1}, S_t from its exact marginal, a fresh increment; SPEC §4.4), then
+
+    - **critic**: one optimizer step on ``critic_loss``(V_θ(s), r(s, π(s), s') + V_θ̄(s')) with α =
+      ``risk_aversion`` (the target detached, V(s') = 0 at t + 1 = T);
+    - **actor**: one optimizer step on the objective (14), (1/α) exp(−α(r(s, π_φ(s), s') + V_θ̄(s') −
+      V_θ̄(s))), differentiated through the action inside the reward only.
+
+    Gradients are clipped by value (``max_grad_value``) and then by norm (``max_grad_norm``).
+
+    **What a timestep is here**: one iteration, i.e. one critic and one actor update on a fresh batch
+    of ``batch_size`` simulated transitions. ``learn(total_timesteps=100_000)`` is the paper's
+    100k-iteration run (102.4 M simulated transitions at the default batch size); callbacks and the
+    progress bar count iterations.
+
+    The environment is used for its task (dynamics, differentiable reward, reference answer); it must
+    be a Bachelier task of :mod:`is_envs.finance` (an instance, a wrapped env or an env id).
+
+    :param policy: "MlpPolicy" or a :class:`RiskACPolicy` subclass.
+    :param env: the environment or its id, e.g. "is_envs/QuadraticPenalty-v0".
+    :param risk_aversion: α (> 0 averse, < 0 seeking, 0 neutral).
+    :param critic_loss: "is", "emse", "sp" or "mse".
+    :param learning_rate: float or schedule of progress_remaining; default: the paper's warm-up,
+        constant, cosine schedule peaking at 1e-4.
+    :param batch_size: transitions per iteration.
+    :param max_grad_value: clip each gradient entry to ±this (``None``: no value clipping).
+    :param max_grad_norm: then clip the gradient norm of each network (``None``: no norm clipping).
+    :param eval_freq: every this many iterations, log reference errors and the Monte-Carlo CE of the
+        return (0 disables).
+    :param n_eval_states: states (from the price process at all t) for the reference RMSEs.
+    :param n_eval_paths: simulated episodes for the Monte-Carlo CE of the return.
+    :param policy_kwargs: keyword arguments of the policy (``net_arch``, ``activation_fn``, ...).
+    :param tensorboard_log: TensorBoard log folder (``None``: no TensorBoard).
+    :param verbose: 0 silent, 1 info (tables of logged values), 2 debug.
+    :param seed: seed of torch, numpy and the simulator.
+    :param device: "auto", "cpu", "cuda", ...
+    :param _init_setup_model: build the networks at construction (internal; used by ``load``).
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": RiskACPolicy}
+    policy: RiskACPolicy
+
+    def __init__(
+        self,
+        policy: str | type[RiskACPolicy],
+        env: GymEnv | str | None,
+        risk_aversion: float = 1.0,
+        critic_loss: str = "is",
+        learning_rate: float | Schedule = WarmupConstantCosine(),  # noqa: B008  (immutable dataclass)
+        batch_size: int = 1024,
+        max_grad_value: float | None = 1.0,
+        max_grad_norm: float | None = 10.0,
+        eval_freq: int = 1000,
+        n_eval_states: int = 4096,
+        n_eval_paths: int = 10_000,
+        policy_kwargs: dict[str, Any] | None = None,
+        tensorboard_log: str | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        alpha = float(risk_aversion)
+        if not math.isfinite(alpha):
+            raise ValueError(f"risk_aversion must be a finite real number, got {risk_aversion!r}")
+        if critic_loss not in LOSSES:
+            raise ValueError(f"critic_loss must be one of {sorted(LOSSES)}, got {critic_loss!r}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+        for name, value in (("max_grad_value", max_grad_value), ("max_grad_norm", max_grad_norm)):
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be > 0 or None, got {value!r}")
+        for name, count in (
+            ("eval_freq", eval_freq),
+            ("n_eval_states", n_eval_states),
+            ("n_eval_paths", n_eval_paths),
+        ):
+            if int(count) < 0 or (name != "eval_freq" and int(count) < 2):
+                raise ValueError(f"{name} must be a non-negative integer (>= 2 for sample sizes), got {count!r}")
+        if isinstance(env, str):
+            env = gym.make(env)  # SB3 would ask for render_mode="rgb_array", which these envs do not draw
+        super().__init__(
+            policy,
+            env,
+            learning_rate,
+            policy_kwargs=policy_kwargs,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            supported_action_spaces=(spaces.Box,),
+        )
+        self.risk_aversion = alpha
+        self.critic_loss = critic_loss
+        self.batch_size = int(batch_size)
+        self.max_grad_value = max_grad_value
+        self.max_grad_norm = max_grad_norm
+        self.eval_freq = int(eval_freq)
+        self.n_eval_states = int(n_eval_states)
+        self.n_eval_paths = int(n_eval_paths)
+        self.task: BachelierTask | None = None
+        self.eval_history: list[dict[str, float]] = []
+        if self.env is not None:
+            try:
+                self.task = task_of(self.env)
+            except ValueError:
+                raise ValueError(
+                    "RiskAC needs an environment whose reward r(s, a, s') is known and differentiable in the "
+                    f"action (a Bachelier task of is_envs.finance); got {self.env!r}"
+                ) from None
+        if _init_setup_model:
+            self._setup_model()
+
+    # ------------------------------------------------------------------ setup
+    def _setup_model(self) -> None:
+        if self.task is None:
+            raise ValueError("RiskAC needs an environment (its task) to build the simulator")
+        self._setup_lr_schedule()
+        self.set_random_seed(self.seed)
+        self.policy = self.policy_class(  # type: ignore[assignment]
+            self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs
+        ).to(self.device)
+        self.simulator = BachelierSimulator(self.task, self.device, th.float32, seed=self.seed)
+        self._setup_reference()
+
+    def _setup_reference(self) -> None:
+        """Fixed evaluation states and, where the task has one, the reference answer on them."""
+        assert self.task is not None
+        states = BachelierSimulator(self.task, self.device, th.float32, seed=2025).sample_transitions(
+            self.n_eval_states
+        )
+        self._eval_obs = self.simulator.observe(states.t, states.s)
+        self._s0_obs = self.simulator.observe(
+            th.zeros(1, dtype=th.long, device=self.device), th.full((1,), self.task.s0, device=self.device)
+        )
+        self._ref_value: th.Tensor | None = None
+        self._ref_action: th.Tensor | None = None
+        self.reference_value_s0: float | None = None
+        try:
+            ref = reference_solution(self.task, self.risk_aversion)
+        except ValueError as err:
+            if self.verbose >= 1:
+                print(f"RiskAC: no reference solution ({err}); reference errors are not logged")
+            return
+        t_np, s_np = states.t.cpu().numpy(), states.s.double().cpu().numpy()
+        self._ref_value = th.as_tensor(ref.value(t_np, s_np), dtype=th.float32, device=self.device)
+        self._ref_action = th.as_tensor(ref.action(t_np, s_np), dtype=th.float32, device=self.device)
+        self.reference_value_s0 = float(ref.value(0, self.task.s0))
+
+    def _excluded_save_params(self) -> list[str]:
+        return [
+            *super()._excluded_save_params(),
+            "simulator",
+            "_eval_obs",
+            "_s0_obs",
+            "_ref_value",
+            "_ref_action",
+        ]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy", "policy.actor_optimizer", "policy.critic_optimizer"], []
+
+    # --------------------------------------------------------------- training
+    def _clip(self, module: th.nn.Module) -> None:
+        if self.max_grad_value is not None:
+            th.nn.utils.clip_grad_value_(module.parameters(), self.max_grad_value)
+        if self.max_grad_norm is not None:
+            th.nn.utils.clip_grad_norm_(module.parameters(), self.max_grad_norm)
+
+    def train_step(self) -> tuple[th.Tensor, th.Tensor]:
+        """One critic and one actor update on a fresh batch; returns the two losses (detached tensors)."""
+        sim, policy = self.simulator, self.policy
+        tr = sim.sample_transitions(self.batch_size)
+        obs = sim.observe(tr.t, tr.s)
+        action = policy.actor(obs).squeeze(-1)
+        with th.no_grad():
+            v_next = policy.value(sim.observe(tr.t + 1, tr.s_next)).masked_fill(tr.done, 0.0)
+        # critic: TD(0) with the chosen loss, target fixed
+        value = policy.value(obs)
+        target = sim.reward(tr.t, tr.s, action.detach(), tr.s_next) + v_next
+        c_loss = critic_loss(self.critic_loss, value, target, self.risk_aversion)
+        policy.critic_optimizer.zero_grad(set_to_none=True)
+        c_loss.backward()
+        self._clip(policy.critic)
+        policy.critic_optimizer.step()
+        # actor: objective (14), gradient through the action inside the reward only
+        gain = sim.reward(tr.t, tr.s, action, tr.s_next) + v_next - value.detach()
+        a_loss = exponential_utility_actor_loss(gain, self.risk_aversion).mean()
+        policy.actor_optimizer.zero_grad(set_to_none=True)
+        a_loss.backward()
+        self._clip(policy.actor)
+        policy.actor_optimizer.step()
+        return c_loss.detach(), a_loss.detach()
+
+    @th.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Reference errors on the fixed evaluation states, V(s_0), and the Monte-Carlo CE of the return."""
+        assert self.task is not None
+        policy = self.policy
+        out = {"value_s0": float(policy.value(self._s0_obs)[0])}
+        if self._ref_value is not None and self._ref_action is not None:
+            v = policy.value(self._eval_obs)
+            a = policy.actor(self._eval_obs).squeeze(-1)
+            for name, pred, ref in (("value", v, self._ref_value), ("policy", a, self._ref_action)):
+                rmse = float(th.sqrt(th.mean((pred - ref) ** 2)))
+                scale = float(th.sqrt(th.mean(ref**2)))
+                out[f"{name}_rmse"] = rmse
+                out[f"{name}_rel_rmse"] = rmse / scale if scale > 0 else float("nan")
+            assert self.reference_value_s0 is not None
+            out["reference_value_s0"] = self.reference_value_s0
+        sim = self.simulator
+
+        def act(t: th.Tensor, s: th.Tensor) -> th.Tensor:
+            return policy.actor(sim.observe(t, s)).squeeze(-1)
+
+        returns = sim.rollout_returns(act, self.n_eval_paths)
+        ce, se = certainty_equivalent_with_se(returns.double(), self.risk_aversion)
+        out["ce_return"], out["ce_return_se"] = float(ce), float(se)
+        return out
+
+    def learn(
+        self: SelfRiskAC,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 100,
+        tb_log_name: str = "RiskAC",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfRiskAC:
+        """Train for ``total_timesteps`` iterations (see the class docstring for what a timestep is).
+
+        :param total_timesteps: number of iterations.
+        :param callback: SB3 callback(s), called after every iteration.
+        :param log_interval: dump the logs every this many iterations.
+        :param tb_log_name: name of the TensorBoard run.
+        :param reset_num_timesteps: restart the iteration counter (False continues a run).
+        :param progress_bar: show a progress bar (tqdm + rich).
+        """
+        total_timesteps, cb = self._setup_learn(
+            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
+        )
+        cb.on_training_start(locals(), globals())
+        optimizers = [self.policy.actor_optimizer, self.policy.critic_optimizer]
+        sums = th.zeros(2, device=self.device)
+        n_sum = 0
+        while self.num_timesteps < total_timesteps:
+            self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
+            self._update_learning_rate(optimizers)
+            c_loss, a_loss = self.train_step()
+            sums += th.stack([c_loss, a_loss])
+            n_sum += 1
+            self.num_timesteps += 1
+            self._n_updates += 1
+            if not cb.on_step():
+                break
+            if self.eval_freq > 0 and self._n_updates % self.eval_freq == 0:
+                metrics = self.evaluate()
+                self.eval_history.append({"iteration": float(self._n_updates), **metrics})
+                for key, value in metrics.items():
+                    prefix = "reference" if key.startswith(("value_r", "policy_r", "reference")) else "eval"
+                    self.logger.record(f"{prefix}/{key}", value)
+            if log_interval > 0 and self._n_updates % log_interval == 0:
+                self._log(sums / n_sum)
+                sums.zero_()
+                n_sum = 0
+        if n_sum:
+            self._log(sums / n_sum)
+        cb.on_training_end()
+        return self
+
+    def _log(self, mean_losses: th.Tensor) -> None:
+        c_loss, a_loss = mean_losses.tolist()
+        elapsed = max((time.time_ns() - self.start_time) / 1e9, 1e-9)
+        self.logger.record("train/critic_loss", c_loss)
+        self.logger.record("train/actor_loss", a_loss)
+        self.logger.record("train/n_updates", self._n_updates)
+        self.logger.record("train/risk_aversion", self.risk_aversion)
+        self.logger.record("time/iterations_per_s", (self.num_timesteps - self._num_timesteps_at_start) / elapsed)
+        self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
+        self.logger.dump(step=self.num_timesteps)
+
+    def predict_value(self, observation: np.ndarray) -> np.ndarray:
+        """V_θ of observations ``(n, 2)`` (or one ``(2,)``) as numpy."""
+        obs = th.as_tensor(np.asarray(observation, dtype=np.float32), device=self.device).reshape(-1, 2)
+        with th.no_grad():
+            return self.policy.value(obs).cpu().numpy()

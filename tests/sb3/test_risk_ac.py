@@ -1,0 +1,119 @@
+"""RiskAC through the SB3 API: learning toward closed forms, IS vs EMSE stability, save/load, seeding, logs."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch as th
+
+from is_sb3 import RiskAC
+from is_sb3.schedules import WarmupConstantCosine
+
+FAST = {"batch_size": 256, "eval_freq": 0, "n_eval_paths": 1000, "n_eval_states": 1024, "device": "cpu"}
+
+
+@pytest.mark.parametrize(
+    ("env_id", "alpha", "lr"),
+    [("is_envs/BachelierTrading-v0", 1.0, 1e-3), ("is_envs/QuadraticPenalty-v0", 2.0, 1e-4)],
+)
+def test_short_runs_move_value_and_policy_toward_the_closed_form(env_id: str, alpha: float, lr: float) -> None:
+    model = RiskAC("MlpPolicy", env_id, risk_aversion=alpha, learning_rate=lr, seed=0, **FAST)
+    before = model.evaluate()
+    model.learn(800, log_interval=0)
+    after = model.evaluate()
+    assert after["value_rmse"] < 0.75 * before["value_rmse"]
+    assert after["policy_rmse"] < 0.75 * before["policy_rmse"]
+
+
+def _large_negative_values(loss: str) -> RiskAC:
+    model = RiskAC("MlpPolicy", "is_envs/BachelierTrading-v0", risk_aversion=1.0, critic_loss=loss, seed=0, **FAST)
+    with th.no_grad():
+        model.policy.critic[-1].bias.fill_(-100.0)  # V ≈ −100 everywhere
+    return model
+
+
+def test_emse_overflows_at_large_negative_values_where_is_stays_finite() -> None:
+    c_emse, _ = _large_negative_values("emse").train_step()
+    assert not th.isfinite(c_emse)  # e^{−2α·target} with target ≈ −100 overflows float32
+    model = _large_negative_values("is")
+    c_is, a_is = model.train_step()
+    assert th.isfinite(c_is) and th.isfinite(a_is)
+    assert all(th.isfinite(p).all() for p in model.policy.parameters())
+
+
+def test_save_load_round_trip_is_exact(tmp_path: Path) -> None:
+    model = RiskAC("MlpPolicy", "is_envs/OptionHedging-v0", risk_aversion=3.0, critic_loss="sp", seed=1, **FAST)
+    model.learn(5, log_interval=0)
+    model.save(tmp_path / "model.zip")
+    loaded = RiskAC.load(tmp_path / "model.zip", device="cpu")
+    assert (loaded.risk_aversion, loaded.critic_loss, loaded.batch_size) == (3.0, "sp", 256)
+    assert loaded.task == model.task and loaded.num_timesteps == 5
+    for (name, p), (_, q) in zip(model.policy.state_dict().items(), loaded.policy.state_dict().items(), strict=True):
+        assert th.equal(p, q), name
+    for opt in ("actor_optimizer", "critic_optimizer"):
+        s1, s2 = getattr(model.policy, opt).state_dict(), getattr(loaded.policy, opt).state_dict()
+        assert all(th.equal(s1["state"][k]["exp_avg"], s2["state"][k]["exp_avg"]) for k in s1["state"])
+    obs = np.random.default_rng(0).normal(size=(16, 2)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(obs)[0], loaded.predict(obs)[0])
+    np.testing.assert_array_equal(model.predict_value(obs), loaded.predict_value(obs))
+
+
+def test_seeding_makes_training_deterministic() -> None:
+    def params(seed: int) -> list[th.Tensor]:
+        m = RiskAC("MlpPolicy", "is_envs/QuadraticPenalty-v0", risk_aversion=2.0, seed=seed, **FAST)
+        m.learn(20, log_interval=0)
+        return [p.detach().clone() for p in m.policy.parameters()]
+
+    a, b, c = params(3), params(3), params(4)
+    assert all(th.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not all(th.equal(x, y) for x, y in zip(a, c, strict=True))
+
+
+def test_tensorboard_receives_training_and_reference_metrics(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model = RiskAC(
+        "MlpPolicy", "is_envs/QuadraticPenalty-v0", risk_aversion=2.0, seed=0, tensorboard_log=str(tmp_path),
+        **{**FAST, "eval_freq": 10},
+    )  # fmt: skip
+    model.learn(20, log_interval=10, tb_log_name="run")
+    (run_dir,) = list(tmp_path.iterdir())
+    tags = set(EventAccumulator(str(run_dir)).Reload().Tags()["scalars"])
+    expected = {
+        "train/critic_loss", "train/actor_loss", "train/learning_rate", "eval/value_s0", "eval/ce_return",
+        "eval/ce_return_se", "reference/value_rmse", "reference/value_rel_rmse", "reference/policy_rmse",
+        "reference/policy_rel_rmse",
+    }  # fmt: skip
+    assert expected <= tags
+
+
+def test_predict_follows_sb3_conventions() -> None:
+    model = RiskAC("MlpPolicy", "is_envs/OptionHedging-v0", risk_aversion=1.0, seed=0, **FAST)
+    action, state = model.predict(np.zeros(2, dtype=np.float32))
+    assert action.shape == (1,) and state is None
+    assert model.device.type == "cpu"
+
+
+def test_invalid_arguments_and_environments() -> None:
+    env = "is_envs/QuadraticPenalty-v0"
+    with pytest.raises(ValueError, match="risk_aversion"):
+        RiskAC("MlpPolicy", env, risk_aversion=math.nan)
+    with pytest.raises(ValueError, match="critic_loss"):
+        RiskAC("MlpPolicy", env, critic_loss="huber")
+    with pytest.raises(ValueError, match="batch_size"):
+        RiskAC("MlpPolicy", env, batch_size=0)
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        RiskAC("MlpPolicy", env, max_grad_norm=-1.0)
+    with pytest.raises(ValueError, match="differentiable"):
+        RiskAC("MlpPolicy", "Pendulum-v1")
+
+
+def test_paper_schedule() -> None:
+    s = WarmupConstantCosine(1e-4, warmup=0.01, constant_until=0.5)
+    assert s(1.0) == pytest.approx(1e-6)  # start of the warm-up: factor 0.01
+    assert s(0.995) == pytest.approx(1e-6 + 0.99e-4 * 0.5)
+    assert s(0.7) == pytest.approx(1e-4) and s(0.5) == pytest.approx(1e-4)
+    assert s(0.25) == pytest.approx(0.5e-4) and s(0.0) == pytest.approx(0.0, abs=1e-15)
+    with pytest.raises(ValueError, match="warmup"):
+        WarmupConstantCosine(1e-4, warmup=0.6)
