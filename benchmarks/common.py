@@ -9,6 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from is_sb3.parallel import run_parallel
+
+__all__ = ["RESULTS", "data_dir", "rate", "run_parallel", "train_risk_ac", "write_json"]
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 
@@ -36,26 +40,6 @@ def write_json(name: str, payload: dict[str, Any], out_dir: Path = RESULTS) -> P
     path = out_dir / name
     path.write_text(json.dumps(payload, indent=2))
     return path
-
-
-def run_parallel(fn: Callable[..., Any], jobs: list[dict[str, Any]], workers: int) -> list[Any]:
-    """Run ``fn(**job)`` for every job, on a local process pool of ``workers`` (1: in this process),
-    with a progress bar; results in job order."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    from tqdm.auto import tqdm
-
-    if workers <= 1:
-        return [fn(**job) for job in tqdm(jobs, desc="runs")]
-    with ProcessPoolExecutor(max_workers=workers, initializer=_single_thread) as pool:
-        futures = [pool.submit(fn, **job) for job in jobs]
-        return [f.result() for f in tqdm(futures, desc="runs")]
-
-
-def _single_thread() -> None:
-    import torch
-
-    torch.set_num_threads(1)
 
 
 def train_risk_ac(

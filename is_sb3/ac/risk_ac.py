@@ -244,9 +244,10 @@ class RiskAC(BaseAlgorithm):
         def act(t: th.Tensor, s: th.Tensor) -> th.Tensor:
             return policy.actor(sim.observe(t, s)).squeeze(-1)
 
-        returns = sim.rollout_returns(act, self.n_eval_paths)
-        ce, se = certainty_equivalent_with_se(returns.double(), self.risk_aversion)
+        returns = sim.rollout_returns(act, self.n_eval_paths).double()
+        ce, se = certainty_equivalent_with_se(returns, self.risk_aversion)
         out["ce_return"], out["ce_return_se"] = float(ce), float(se)
+        out["mean_return"], out["std_return"] = float(returns.mean()), float(returns.std())
         return out
 
     def learn(

@@ -1,0 +1,489 @@
+"""``is-rl``: train, evaluate, benchmark and sweep from the terminal (RL-Zoo style).
+
+    is-rl train --env is_envs/QuadraticPenalty-v0 --loss is --risk-aversion 2 --timesteps 20000
+    is-rl train --env is_envs/OptionHedging-v0 --hyperparams batch_size=512 learning_rate=3e-4 --resume
+    is-rl evaluate models/risk_ac_QuadraticPenalty-v0_is_a2.0_s0/model.zip --plots plots/
+    is-rl evaluate greedy --env is_envs/ItemPickup-v0
+    is-rl sweep --env is_envs/QuadraticPenalty-v0 --losses is sp --seeds 0 1 --timesteps 2000 --workers 2
+    is-rl bench simulator --quick
+    is-rl quickstart                       # the README's main job
+
+Hyperparameters come from the algorithm's YAML file (``is_sb3/configs/<algo>.yml``, or ``--config``),
+then ``--hyperparams key=value`` overrides, then the explicit flags (``--loss``, ``--risk-aversion``,
+``--timesteps``, ``--seed``) — later wins. Bad input gives a one-line error and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+__all__ = ["main"]
+
+ALGOS = ("risk_ac",)
+LOSS_NAMES = ("is", "emse", "sp", "mse")
+
+
+class CLIError(Exception):
+    """A user error: reported as one line, exit status 2."""
+
+
+# ---------------------------------------------------------------------------------------- config
+
+
+def _algo_class(algo: str) -> Any:
+    if algo not in ALGOS:
+        raise CLIError(f"unknown algorithm {algo!r}; available: {', '.join(ALGOS)}")
+    from is_sb3 import RiskAC
+
+    return {"risk_ac": RiskAC}[algo]
+
+
+def _check_env(env_id: str) -> None:
+    import gymnasium as gym
+
+    import is_envs  # noqa: F401
+
+    try:
+        gym.spec(env_id)
+    except Exception:
+        known = sorted(k for k in gym.registry if k.startswith("is_envs/"))
+        raise CLIError(f"unknown env {env_id!r}; is-rl envs: {', '.join(known)}") from None
+
+
+def load_hyperparams(
+    algo: str, env_id: str, config: str | None = None, overrides: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Hyperparameters for ``env_id``: the YAML entry, then ``key=value`` overrides (values parsed as YAML)."""
+    _algo_class(algo)  # validates the name
+    if config is None:
+        text = resources.files("is_sb3").joinpath("configs", f"{algo}.yml").read_text()
+        source = f"is_sb3/configs/{algo}.yml"
+    else:
+        path = Path(config)
+        if not path.is_file():
+            raise CLIError(f"config file {config!r} does not exist")
+        text, source = path.read_text(), config
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise CLIError(f"malformed YAML in {source}: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise CLIError(f"malformed YAML in {source}: expected a mapping of env ids to hyperparameters")
+    params = dict(data.get(env_id) or {})
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CLIError(f"--hyperparams expects key=value, got {item!r}")
+        try:
+            params[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise CLIError(f"cannot parse the value of {key!r}: {value!r}") from None
+    return params
+
+
+def _learning_rate(spec: Any) -> Any:
+    if isinstance(spec, dict):
+        from is_sb3.schedules import WarmupConstantCosine
+
+        spec = dict(spec)
+        kind = spec.pop("schedule", "warmup_constant_cosine")
+        if kind != "warmup_constant_cosine":
+            raise CLIError(f"unknown learning_rate schedule {kind!r}; available: warmup_constant_cosine")
+        return WarmupConstantCosine(**spec)
+    return float(spec)
+
+
+def build_model(
+    algo: str, env_id: str, params: dict[str, Any], seed: int, device: str, tensorboard_log: str | None
+) -> Any:
+    kwargs = {k: v for k, v in params.items() if k not in ("n_timesteps", "policy")}
+    if "learning_rate" in kwargs:
+        kwargs["learning_rate"] = _learning_rate(kwargs["learning_rate"])
+    if kwargs.get("critic_loss", "is") not in LOSS_NAMES:
+        raise CLIError(f"unknown loss {kwargs['critic_loss']!r}; available: {', '.join(LOSS_NAMES)}")
+    try:
+        return _algo_class(algo)(
+            params.get("policy", "MlpPolicy"),
+            env_id,
+            seed=seed,
+            device=device,
+            tensorboard_log=tensorboard_log,
+            **kwargs,
+        )
+    except (TypeError, ValueError) as err:
+        raise CLIError(str(err)) from None
+
+
+def atomic_save(model: Any, path: Path) -> None:
+    """Save to a temporary file in the same folder, then rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.zip")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------- train
+
+
+def train_run(
+    algo: str,
+    env_id: str,
+    loss: str | None = None,
+    risk_aversion: float | None = None,
+    timesteps: int | None = None,
+    seed: int = 0,
+    config: str | None = None,
+    hyperparams: Sequence[str] = (),
+    out: str | None = None,
+    tensorboard_log: str | None = None,
+    device: str = "auto",
+    resume: bool = False,
+    checkpoint_freq: int = 10_000,
+    progress_bar: bool = False,
+) -> dict[str, Any]:
+    """Train (or resume) one run; writes ``model.zip``, ``checkpoint.zip``, ``hyperparams.yml`` and
+    ``result.json`` under ``out``; returns the result."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    _check_env(env_id)
+    params = load_hyperparams(algo, env_id, config, hyperparams)
+    if loss is not None:
+        params["critic_loss"] = loss
+    if risk_aversion is not None:
+        params["risk_aversion"] = risk_aversion
+    if timesteps is not None:
+        params["n_timesteps"] = timesteps
+    total = int(params.get("n_timesteps", 10_000))
+    name = (
+        f"{algo}_{env_id.split('/')[-1]}_{params.get('critic_loss', 'is')}_a{params.get('risk_aversion', 1.0)}_s{seed}"
+    )
+    run_dir = Path(out or Path("models") / name)
+    checkpoint = run_dir / "checkpoint.zip"
+    if resume:
+        if not checkpoint.is_file():
+            raise CLIError(f"--resume: no checkpoint at {checkpoint}")
+        import gymnasium as gym
+
+        model = _algo_class(algo).load(checkpoint, env=gym.make(env_id), device=device, tensorboard_log=tensorboard_log)
+    else:
+        model = build_model(algo, env_id, params, seed, device, tensorboard_log)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "hyperparams.yml").write_text(
+        yaml.safe_dump({"algo": algo, "env": env_id, "seed": seed, **params}, sort_keys=False)
+    )
+
+    class Checkpoint(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps % checkpoint_freq == 0:
+                atomic_save(self.model, checkpoint)
+            return True
+
+    remaining = max(0, total - model.num_timesteps)
+    try:
+        model.learn(
+            remaining,
+            callback=Checkpoint(),
+            reset_num_timesteps=not resume,
+            tb_log_name=name,
+            progress_bar=progress_bar,
+        )
+    except KeyboardInterrupt:
+        atomic_save(model, checkpoint)
+        raise
+    atomic_save(model, checkpoint)
+    atomic_save(model, run_dir / "model.zip")
+    result = {"algo": algo, "env": env_id, "seed": seed, "timesteps": model.num_timesteps, **params}
+    result.update(model.evaluate() if hasattr(model, "evaluate") else {})
+    result["learning_rate"] = str(params.get("learning_rate", ""))
+    (run_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+# -------------------------------------------------------------------------------------- evaluate
+
+
+def evaluate_bachelier(model: Any, plots: Path | None) -> dict[str, Any]:
+    metrics: dict[str, Any] = model.evaluate()
+    if plots is not None and model.reference_value_s0 is not None:
+        plot_value_policy(model, plots / "value_policy.png")
+        metrics["plot"] = str(plots / "value_policy.png")
+    return metrics
+
+
+def plot_value_policy(model: Any, path: Path) -> None:
+    """Learned vs reference V(t, S) and π(t, S) against S for several t."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from is_envs.finance import reference_solution
+
+    task = model.task
+    ref = reference_solution(task, model.risk_aversion)
+    scale = task.sigma * np.sqrt(task.horizon)
+    s = task.s0 + np.linspace(-2, 2, 81) * scale
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for t, color in zip((0, 3, 6, 9), ("C0", "C1", "C2", "C3"), strict=True):
+        obs = np.stack([np.full_like(s, t / task.horizon), (s - task.s0) / scale], axis=1).astype(np.float32)
+        axes[0].plot(s, model.predict_value(obs), color=color, label=f"t={t} learned")
+        axes[0].plot(s, ref.value(t, s), color=color, ls="--", label=f"t={t} reference")
+        axes[1].plot(s, model.predict(obs, deterministic=True)[0][:, 0], color=color)
+        axes[1].plot(s, ref.action(t, s), color=color, ls="--")
+    axes[0].set(xlabel="price S", ylabel="V(t, S)", title=f"value ({ref.method} dashed)")
+    axes[1].set(xlabel="price S", ylabel="position π(t, S)", title="policy")
+    axes[0].legend(fontsize=7, ncol=2)
+    fig.suptitle(f"{task.name} task, α = {model.risk_aversion}, critic loss {model.critic_loss}")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def evaluate_grid(policy: Any, episodes_dir: Path | None, n_episodes: int, plots: Path | None) -> dict[str, Any]:
+    """Mean test return on all twelve distributions (released test episodes where available), and
+    relative to the greedy baseline."""
+    from is_envs.grid import DISTRIBUTIONS, GreedyPolicy, evaluate
+
+    table: dict[str, Any] = {}
+    for name in DISTRIBUTIONS:
+        path = episodes_dir / f"{name}.npz" if episodes_dir else None
+        source: Any = path if path is not None and path.is_file() else name
+        mine = evaluate(policy, source, split="test", n_episodes=None if source is path else n_episodes)
+        greedy = evaluate(GreedyPolicy(), source, split="test", n_episodes=None if source is path else n_episodes)
+        table[name] = {
+            "mean_return": float(mine.mean()),
+            "se": float(mine.std(ddof=1) / np.sqrt(len(mine))),
+            "relative_to_greedy": float(mine.mean() / greedy.mean()),
+            "episodes": "released test" if source is path else f"{n_episodes} generated",
+        }
+    if plots is not None:
+        plot_shift_heatmap(table, plots / "shift_table.png")
+    return table
+
+
+def plot_shift_heatmap(table: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(table)
+    values = np.array([[table[n]["mean_return"] for n in names], [table[n]["relative_to_greedy"] for n in names]])
+    fig, axes = plt.subplots(2, 1, figsize=(12, 3.2))
+    for ax, row, label, fmt in zip(axes, values, ("mean return", "÷ greedy"), ("{:.0f}", "{:.2f}"), strict=True):
+        ax.imshow(row[None, :], aspect="auto", cmap="viridis")
+        ax.set_yticks([0], [label])
+        ax.set_xticks(range(len(names)), names if ax is axes[-1] else [""] * len(names), rotation=30, fontsize=8)
+        for i, v in enumerate(row):
+            ax.text(i, 0, fmt.format(v), ha="center", va="center", color="w", fontsize=8)
+    fig.suptitle("Item pick-up under distribution shift (gradient1 = training distribution)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    plots = Path(args.plots) if args.plots else None
+    if args.model == "greedy":
+        from is_envs.grid import GreedyPolicy
+
+        result = evaluate_grid(GreedyPolicy(), _episodes_dir(args.episodes_dir), args.episodes, plots)
+    else:
+        path = Path(args.model)
+        if not path.is_file():
+            raise CLIError(f"model file {args.model!r} does not exist")
+        algo = args.algo
+        meta = path.parent / "hyperparams.yml"
+        if algo is None and meta.is_file():
+            algo = (yaml.safe_load(meta.read_text()) or {}).get("algo")
+        model = _algo_class(algo or "risk_ac").load(path, device=args.device)
+        result = evaluate_bachelier(model, plots)
+    print(json.dumps(result, indent=2))
+    return result
+
+
+def _episodes_dir(arg: str | None) -> Path | None:
+    if arg:
+        return Path(arg)
+    default = Path(os.environ.get("IS_RL_DATA", "../shared/data")) / "item_pickup"
+    return default if default.is_dir() else None
+
+
+# ----------------------------------------------------------------------------------------- sweep
+
+
+def cmd_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
+    for loss in args.losses:
+        if loss not in LOSS_NAMES:
+            raise CLIError(f"unknown loss {loss!r}; available: {', '.join(LOSS_NAMES)}")
+    for env_id in args.envs:
+        _check_env(env_id)
+    out = Path(args.out)
+    jobs = [
+        {"algo": args.algo, "env_id": env_id, "loss": loss, "risk_aversion": alpha, "timesteps": args.timesteps,
+         "seed": seed, "config": args.config, "hyperparams": list(args.hyperparams), "device": args.device,
+         "out": str(out / f"{env_id.split('/')[-1]}_{loss}_a{alpha}_s{seed}")}
+        for env_id in args.envs for loss in args.losses for alpha in args.risk_aversions for seed in args.seeds
+    ]  # fmt: skip
+    if args.ray_address:
+        try:
+            import ray  # type: ignore[import-not-found]
+        except ImportError:
+            raise CLIError("--ray-address needs Ray: pip install 'is-rl[ray]'") from None
+        ray.init(address=args.ray_address)
+        remote = ray.remote(train_run)
+        results: list[dict[str, Any]] = ray.get([remote.remote(**job) for job in jobs])
+    else:
+        from is_sb3.parallel import run_parallel
+
+        results = run_parallel(train_run, jobs, args.workers, desc="sweep")
+    write_sweep_table(results, out)
+    return results
+
+
+def write_sweep_table(results: list[dict[str, Any]], out: Path) -> None:
+    """``sweep.json``, ``sweep.md`` (one row per run) and ``sweep.png`` (value error by loss and α)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep.json").write_text(json.dumps(results, indent=2, default=str))
+    cols = ["env", "critic_loss", "risk_aversion", "seed", "value_rel_rmse", "policy_rel_rmse", "value_s0", "ce_return"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in results:
+        lines.append("| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
+    (out / "sweep.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    groups: dict[tuple[str, float], list[float]] = {}
+    for r in results:
+        groups.setdefault((r["critic_loss"], r["risk_aversion"]), []).append(float(r.get("value_rel_rmse", np.nan)))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    labels = [f"{loss}, α={alpha}" for loss, alpha in groups]
+    means = [100 * float(np.mean(v)) for v in groups.values()]
+    errs = [100 * float(np.std(v)) for v in groups.values()]
+    ax.bar(labels, means, yerr=errs, color="tab:blue", alpha=0.8)
+    ax.set_ylabel("relative value RMSE (%)")
+    ax.set_title(f"sweep: {len(results)} runs (mean ± std over seeds)")
+    ax.tick_params(axis="x", rotation=20)
+    fig.tight_layout()
+    fig.savefig(out / "sweep.png", dpi=110)
+    plt.close(fig)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+# ------------------------------------------------------------------------------------------ main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="is-rl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--algo", default="risk_ac", help=f"algorithm ({', '.join(ALGOS)})")
+        p.add_argument("--config", default=None, help="YAML hyperparameter file (default: the shipped one)")
+        p.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY=VALUE", help="override hyperparameters")
+        p.add_argument("--device", default="auto")
+
+    t = sub.add_parser("train", help="train one model")
+    common(t)
+    t.add_argument("--env", required=True, help="env id, e.g. is_envs/QuadraticPenalty-v0")
+    t.add_argument("--loss", default=None, help="critic loss: is, emse, sp, mse")
+    t.add_argument("--risk-aversion", type=float, default=None)
+    t.add_argument("--timesteps", type=int, default=None, help="iterations (overrides n_timesteps)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default=None, help="run folder (default models/<name>)")
+    t.add_argument("--tensorboard-log", default="runs")
+    t.add_argument("--checkpoint-freq", type=int, default=10_000)
+    t.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    t.add_argument("--no-progress-bar", action="store_true")
+
+    e = sub.add_parser("evaluate", help="evaluate a saved model (or 'greedy' on the grid)")
+    e.add_argument("model", help="path to model.zip, or 'greedy'")
+    e.add_argument("--algo", default=None)
+    e.add_argument("--env", default=None, help="for 'greedy': is_envs/ItemPickup-v0")
+    e.add_argument("--episodes", type=int, default=100, help="generated episodes where no released table exists")
+    e.add_argument("--episodes-dir", default=None, help="folder of the released <name>.npz tables")
+    e.add_argument("--plots", default=None, help="folder for PNG plots")
+    e.add_argument("--device", default="auto")
+
+    s = sub.add_parser("sweep", help="losses × risk aversions × seeds × envs, in parallel")
+    common(s)
+    s.add_argument("--envs", nargs="+", required=True)
+    s.add_argument("--losses", nargs="+", default=["is"])
+    s.add_argument("--risk-aversions", nargs="+", type=float, default=[1.0])
+    s.add_argument("--seeds", nargs="+", type=int, default=[0])
+    s.add_argument("--timesteps", type=int, default=None)
+    s.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    s.add_argument("--ray-address", default=None, help="run on a Ray cluster (e.g. 'auto'); needs is-rl[ray]")
+    s.add_argument("--out", default="sweeps/latest")
+
+    q = sub.add_parser("quickstart", help="the main job: a short RiskAC run printed against the closed form")
+    q.add_argument("args", nargs=argparse.REMAINDER, help="options of is_sb3.quickstart (e.g. --iterations 20000)")
+
+    b = sub.add_parser("bench", help="run a benchmark script (from a source checkout)")
+    b.add_argument("name", help="simulator, item_pickup_env, analytic, hedging, conditioning")
+    b.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the benchmark (e.g. --quick)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``is-rl`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            result = train_run(
+                args.algo, args.env, args.loss, args.risk_aversion, args.timesteps, args.seed, args.config,
+                args.hyperparams, args.out, args.tensorboard_log, args.device, args.resume, args.checkpoint_freq,
+                progress_bar=not args.no_progress_bar,
+            )  # fmt: skip
+            print(json.dumps(result, indent=2, default=str))
+        elif args.command == "evaluate":
+            cmd_evaluate(args)
+        elif args.command == "sweep":
+            cmd_sweep(args)
+        elif args.command == "quickstart":
+            from is_sb3 import quickstart
+
+            quickstart.main(list(args.args))
+        elif args.command == "bench":
+            try:
+                module = importlib.import_module(f"benchmarks.{args.name}")
+            except ModuleNotFoundError:
+                raise CLIError(
+                    f"no benchmark {args.name!r} (benchmarks run from the repository root: "
+                    "simulator, item_pickup_env, analytic, hedging, conditioning)"
+                ) from None
+            module.main(list(args.args))
+    except CLIError as err:
+        print(f"is-rl: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("is-rl: interrupted (checkpoint saved)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

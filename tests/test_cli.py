@@ -1,0 +1,101 @@
+"""The is-rl command line: train → save → evaluate, YAML precedence, sweeps, resume, errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from is_sb3.cli import load_hyperparams, main
+
+TINY = ["batch_size=64", "n_eval_states=32", "n_eval_paths=200", "eval_freq=0"]
+ENV = "is_envs/QuadraticPenalty-v0"
+
+
+def test_train_save_evaluate_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    argv = ["train", "--env", ENV, "--loss", "is", "--risk-aversion", "2", "--timesteps", "12", "--out", str(run),
+            "--tensorboard-log", str(tmp_path / "tb"), "--no-progress-bar", "--checkpoint-freq", "5",
+            "--hyperparams", *TINY]  # fmt: skip
+    assert main(argv) == 0
+    assert {"model.zip", "checkpoint.zip", "hyperparams.yml", "result.json"} <= {p.name for p in run.iterdir()}
+    assert not list(run.glob(".*tmp*"))  # atomic writes leave nothing half-written
+    result = json.loads((run / "result.json").read_text())
+    assert result["timesteps"] == 12 and result["critic_loss"] == "is" and result["risk_aversion"] == 2.0
+    capsys.readouterr()
+    assert main(["evaluate", str(run / "model.zip"), "--plots", str(tmp_path / "plots"), "--device", "cpu"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert {"value_rmse", "policy_rmse", "ce_return", "ce_return_se", "mean_return"} <= set(metrics)
+    assert (tmp_path / "plots" / "value_policy.png").stat().st_size > 10_000
+
+
+def test_yaml_then_overrides_then_flags(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg.yml"
+    cfg.write_text(
+        yaml.safe_dump({ENV: {"risk_aversion": 3.0, "critic_loss": "sp", "batch_size": 256, "n_timesteps": 7}})
+    )
+    params = load_hyperparams("risk_ac", ENV, str(cfg), ["batch_size=64", "critic_loss=emse"])
+    assert params == {"risk_aversion": 3.0, "critic_loss": "emse", "batch_size": 64, "n_timesteps": 7}
+    shipped = load_hyperparams("risk_ac", "is_envs/OptionHedging-v0")
+    assert shipped["n_timesteps"] == 300_000 and shipped["learning_rate"]["lr"] == 1e-4
+    run = tmp_path / "run"
+    argv = ["train", "--env", ENV, "--config", str(cfg), "--hyperparams", "critic_loss=emse", *TINY,
+            "--loss", "mse", "--out", str(run), "--no-progress-bar",
+            "--tensorboard-log", str(tmp_path / "tb")]  # fmt: skip
+    assert main(argv) == 0
+    saved = yaml.safe_load((run / "hyperparams.yml").read_text())
+    assert saved["critic_loss"] == "mse" and saved["risk_aversion"] == 3.0 and saved["n_timesteps"] == 7
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    base = ["train", "--env", ENV, "--out", str(run), "--no-progress-bar", "--tensorboard-log", str(tmp_path / "tb"),
+            "--hyperparams", *TINY]  # fmt: skip
+    assert main([*base[:3], "--timesteps", "6", *base[3:]]) == 0
+    assert main([*base[:3], "--timesteps", "10", "--resume", *base[3:]]) == 0
+    assert json.loads((run / "result.json").read_text())["timesteps"] == 10
+
+
+def test_sweep_on_the_local_pool(tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    argv = ["sweep", "--envs", ENV, "--losses", "is", "sp", "--risk-aversions", "2", "--seeds", "0", "--timesteps", "4",
+            "--workers", "2", "--out", str(out), "--hyperparams", *TINY]  # fmt: skip
+    assert main(argv) == 0
+    rows = json.loads((out / "sweep.json").read_text())
+    assert sorted(r["critic_loss"] for r in rows) == ["is", "sp"] and all(r["timesteps"] == 4 for r in rows)
+    assert (out / "sweep.png").is_file() and (out / "sweep.md").read_text().count("\n") == 4
+
+
+def test_grid_table_for_the_greedy_baseline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "none"
+    empty.mkdir()
+    assert main(["evaluate", "greedy", "--episodes", "4", "--episodes-dir", str(empty), "--plots", str(tmp_path)]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert len(table) == 12 and all(row["relative_to_greedy"] == 1.0 for row in table.values())
+    assert (tmp_path / "shift_table.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--env", "Nope-v0"], "unknown env 'Nope-v0'"),
+        (["train", "--env", ENV, "--loss", "huber"], "unknown loss 'huber'"),
+        (["train", "--algo", "ppo", "--env", ENV], "unknown algorithm 'ppo'"),
+        (["evaluate", "missing.zip"], "model file 'missing.zip' does not exist"),
+        (["train", "--env", ENV, "--hyperparams", "oops"], "key=value"),
+        (["bench", "nothing"], "no benchmark 'nothing'"),
+    ],
+)
+def test_bad_input_gives_one_line_and_status_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("is-rl: error:") and message in err
+
+
+def test_malformed_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("a: [1\n")
+    assert main(["train", "--env", ENV, "--config", str(bad)]) == 2
+    assert "malformed YAML" in capsys.readouterr().err
