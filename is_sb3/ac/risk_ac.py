@@ -6,7 +6,6 @@ import math
 import time
 from typing import Any, ClassVar, TypeVar
 
-import gymnasium as gym
 import numpy as np
 import torch as th
 from gymnasium import spaces
@@ -14,9 +13,9 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 
-import is_envs  # noqa: F401  (registers the env ids used by name)
 from is_envs.finance import BachelierSimulator, BachelierTask, reference_solution, task_of
 from is_sb3.ac.policies import RiskACPolicy
+from is_sb3.common import make_env
 from is_sb3.losses import LOSSES, critic_loss, exponential_utility_actor_loss
 from is_sb3.risk import certainty_equivalent_with_se
 from is_sb3.schedules import WarmupConstantCosine
@@ -108,11 +107,9 @@ class RiskAC(BaseAlgorithm):
         ):
             if int(count) < 0 or (name != "eval_freq" and int(count) < 2):
                 raise ValueError(f"{name} must be a non-negative integer (>= 2 for sample sizes), got {count!r}")
-        if isinstance(env, str):
-            env = gym.make(env)  # SB3 would ask for render_mode="rgb_array", which these envs do not draw
         super().__init__(
             policy,
-            env,
+            make_env(env) if env is not None else None,
             learning_rate,
             policy_kwargs=policy_kwargs,
             tensorboard_log=tensorboard_log,

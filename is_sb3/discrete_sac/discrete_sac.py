@@ -1,0 +1,293 @@
+"""DiscreteRiskSAC: discrete-action soft actor-critic with entropic critics (SPEC §5; Enders et al.)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Literal, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import polyak_update
+from torch.nn import functional
+
+from is_sb3.common import make_env
+from is_sb3.discrete_sac.policies import CnnPolicy, DiscreteSACPolicy, MlpPolicy
+from is_sb3.losses import LOSSES, critic_loss
+from is_sb3.risk import certainty_equivalent
+
+__all__ = ["DiscreteRiskSAC", "discrete_sac_target"]
+
+SelfDiscreteRiskSAC = TypeVar("SelfDiscreteRiskSAC", bound="DiscreteRiskSAC")
+
+
+def discrete_sac_target(
+    rewards: th.Tensor,
+    dones: th.Tensor,
+    next_logits: th.Tensor,
+    next_q: th.Tensor,
+    gamma: float,
+    ent_coef: float,
+    risk_aversion: float,
+    target: Literal["sampled", "enders"],
+    next_actions: th.Tensor | None = None,
+) -> th.Tensor:
+    """Critic target of discrete SAC, shape ``(batch,)``.
+
+    With π' = π(·|s'), H its entropy, Q̄' = min_i Q̄_i(s', ·) (``next_q``, shape ``(batch, n_actions)``):
+
+    - ``"sampled"`` (IS paper): y = r + (1 − d) γ (κ H(π') + Q̄'(a')), a' ~ π' (``next_actions``);
+    - ``"enders"``: y = r + (1 − d) [γ κ H(π') + (1/β) log Σ_a' π'(a') e^{β γ Q̄'(a')}], β = −α, i.e.
+      the entropic certainty equivalent CE_α over a' ~ π' of γ Q̄' (log-sum-exp over log π'); α → 0
+      gives the risk-neutral expectation Σ π' γ Q̄'.
+
+    :param rewards: r, shape ``(batch,)``.
+    :param dones: d ∈ {0, 1}, shape ``(batch,)``.
+    :param next_logits: actor logits at s', shape ``(batch, n_actions)``.
+    :param next_q: Q̄' (min over target critics), shape ``(batch, n_actions)``.
+    :param gamma: discount γ.
+    :param ent_coef: κ.
+    :param risk_aversion: α.
+    :param target: "sampled" or "enders".
+    :param next_actions: a' for "sampled", shape ``(batch,)`` (int64).
+    """
+    log_pi = th.log_softmax(next_logits, dim=-1)
+    entropy = -(log_pi.exp() * log_pi).sum(-1)
+    if target == "sampled":
+        if next_actions is None:
+            raise ValueError("the 'sampled' target needs next_actions")
+        future = gamma * (ent_coef * entropy + next_q.gather(1, next_actions.long().view(-1, 1)).squeeze(1))
+    elif target == "enders":
+        future = gamma * ent_coef * entropy + certainty_equivalent(
+            gamma * next_q, risk_aversion, dim=-1, log_weights=log_pi
+        )
+    else:
+        raise ValueError(f"target must be 'sampled' or 'enders', got {target!r}")
+    return rewards + (1.0 - dones) * future
+
+
+class DiscreteRiskSAC(OffPolicyAlgorithm):
+    """Soft actor-critic for discrete actions with entropic (risk-averse) critics.
+
+    A categorical actor, ``n_critics`` critics giving Q(s, ·) for all actions and Polyak-averaged
+    target critics. Two critic targets (see :func:`discrete_sac_target`):
+
+    - ``target="sampled"`` (the IS paper's variant, default): one a' ~ π(·|s'), regressed with
+      ``critic_loss`` ∈ {"is", "sp", "emse", "mse"} at ``risk_aversion`` α, so the risk is taken
+      jointly over s' and a';
+    - ``target="enders"``: Enders et al.'s expectation over a' with the entropic risk over actions
+      (log-sum-exp), regressed with the Huber loss (δ = ``huber_delta``).
+
+    The actor minimises E_s Σ_a π(a|s)(κ log π(a|s) − min_i Q_i(s, a)). Enders' options: a fixed
+    entropy coefficient κ = ``ent_coef`` set to 0 after ``ent_coef_zero_at`` of training, rewards
+    divided by the standard deviation of the rewards in the buffer (``reward_scaling``), L2 on the
+    weights (``l2``, as Adam weight decay), gradient-norm clipping per network (``max_grad_norm``),
+    one update per ``train_freq`` env steps.
+
+    :param policy: "CnnPolicy" (Enders' CNN, for the grid), "MlpPolicy" (flat observations) or a class.
+    :param env: the environment or its id.
+    :param risk_aversion: α.
+    :param critic_loss: loss of the "sampled" target: "is", "sp", "emse" or "mse".
+    :param target: "sampled" or "enders".
+    :param learning_rate: Adam learning rate (float or schedule).
+    :param buffer_size: replay buffer size.
+    :param learning_starts: uniformly random steps before learning.
+    :param batch_size: minibatch size.
+    :param tau: Polyak coefficient of the target critics.
+    :param gamma: discount factor γ.
+    :param train_freq: env steps between updates.
+    :param gradient_steps: gradient steps per update.
+    :param ent_coef: entropy coefficient κ (fixed).
+    :param ent_coef_zero_at: fraction of training after which κ = 0 (``None``: never).
+    :param reward_scaling: divide rewards by the std of the buffer's rewards.
+    :param l2: L2 weight penalty (Adam weight decay) of actor and critics.
+    :param max_grad_norm: gradient-norm clip of each network (``None``: none).
+    :param huber_delta: δ of the Huber loss of the "enders" target.
+    :param policy_kwargs: policy arguments (``net_arch``, ``n_critics``, ...).
+    :param tensorboard_log: TensorBoard log folder.
+    :param verbose: verbosity.
+    :param seed: seed.
+    :param device: "auto", "cpu", "cuda", ...
+    :param _init_setup_model: build the networks at construction (internal; used by ``load``).
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"CnnPolicy": CnnPolicy, "MlpPolicy": MlpPolicy}
+    policy: DiscreteSACPolicy
+
+    def __init__(
+        self,
+        policy: str | type[DiscreteSACPolicy],
+        env: GymEnv | str,
+        risk_aversion: float = 0.1,
+        critic_loss: str = "is",
+        target: Literal["sampled", "enders"] = "sampled",
+        learning_rate: float | Schedule = 3e-4,
+        buffer_size: int = 200_000,
+        learning_starts: int = 20_000,
+        batch_size: int = 512,
+        tau: float = 0.005,
+        gamma: float = 0.99,
+        train_freq: int = 20,
+        gradient_steps: int = 1,
+        ent_coef: float = math.exp(-2.0),
+        ent_coef_zero_at: float | None = 0.4,
+        reward_scaling: bool = True,
+        l2: float = 1e-4,
+        max_grad_norm: float | None = 10.0,
+        huber_delta: float = 2.0,
+        policy_kwargs: dict[str, Any] | None = None,
+        tensorboard_log: str | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        alpha = float(risk_aversion)
+        if not math.isfinite(alpha):
+            raise ValueError(f"risk_aversion must be a finite real number, got {risk_aversion!r}")
+        if critic_loss not in LOSSES:
+            raise ValueError(f"critic_loss must be one of {sorted(LOSSES)}, got {critic_loss!r}")
+        if target not in ("sampled", "enders"):
+            raise ValueError(f"target must be 'sampled' or 'enders', got {target!r}")
+        if not (ent_coef >= 0 and math.isfinite(ent_coef)):
+            raise ValueError(f"ent_coef must be a finite number >= 0, got {ent_coef!r}")
+        if ent_coef_zero_at is not None and not 0 <= ent_coef_zero_at <= 1:
+            raise ValueError(f"ent_coef_zero_at must be in [0, 1] or None, got {ent_coef_zero_at!r}")
+        if not l2 >= 0:
+            raise ValueError(f"l2 must be >= 0, got {l2!r}")
+        if max_grad_norm is not None and not max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
+        if not huber_delta > 0:
+            raise ValueError(f"huber_delta must be > 0, got {huber_delta!r}")
+        policy_kwargs = dict(policy_kwargs or {})
+        if l2 > 0:
+            policy_kwargs.setdefault("optimizer_kwargs", {}).setdefault("weight_decay", l2)
+        super().__init__(
+            policy,
+            make_env(env),
+            learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            tau=tau,
+            gamma=gamma,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            policy_kwargs=policy_kwargs,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            supported_action_spaces=(spaces.Discrete,),
+            sde_support=False,
+            support_multi_env=True,
+        )
+        self.risk_aversion = alpha
+        self.critic_loss = critic_loss
+        self.target = target
+        self.ent_coef = float(ent_coef)
+        self.ent_coef_zero_at = ent_coef_zero_at
+        self.reward_scaling = reward_scaling
+        self.l2 = l2
+        self.max_grad_norm = max_grad_norm
+        self.huber_delta = huber_delta
+        if _init_setup_model:
+            self._setup_model()
+
+    def current_ent_coef(self) -> float:
+        """κ now: ``ent_coef`` until ``ent_coef_zero_at`` of training, then 0."""
+        if self.ent_coef_zero_at is not None and 1.0 - self._current_progress_remaining >= self.ent_coef_zero_at:
+            return 0.0
+        return self.ent_coef
+
+    def _reward_scale(self) -> float:
+        if not self.reward_scaling:
+            return 1.0
+        buf = self.replay_buffer
+        assert buf is not None
+        n = buf.buffer_size if buf.full else buf.pos
+        std = float(np.std(buf.rewards[:n])) if n > 1 else 0.0
+        return 1.0 / std if std > 1e-8 else 1.0
+
+    def _clip_step(self, module: th.nn.Module, optimizer: th.optim.Optimizer) -> None:
+        if self.max_grad_norm is not None:
+            th.nn.utils.clip_grad_norm_(module.parameters(), self.max_grad_norm)
+        optimizer.step()
+
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        self.policy.set_training_mode(True)
+        self._update_learning_rate([self.policy.actor_optimizer, self.policy.critic_optimizer])
+        kappa = self.current_ent_coef()
+        scale = self._reward_scale()
+        c_losses, a_losses, entropies = [], [], []
+        for _ in range(gradient_steps):
+            data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+            rewards, dones = data.rewards.view(-1) * scale, data.dones.view(-1)
+            actions = data.actions.long().view(-1, 1)
+            with th.no_grad():
+                next_logits = self.policy.logits(data.next_observations)
+                next_q = self.policy.q_values(data.next_observations, target=True).min(dim=0).values
+                next_actions = th.distributions.Categorical(logits=next_logits).sample()
+                y = discrete_sac_target(
+                    rewards,
+                    dones,
+                    next_logits,
+                    next_q,
+                    self.gamma,
+                    kappa,
+                    self.risk_aversion,
+                    self.target,
+                    next_actions,
+                )
+            q = self._taken(data.observations, actions)
+            if self.target == "enders":
+                c_loss = sum(functional.huber_loss(qi, y, delta=self.huber_delta) for qi in q)
+            else:
+                c_loss = sum(critic_loss(self.critic_loss, qi, y, self.risk_aversion) for qi in q)
+            assert isinstance(c_loss, th.Tensor)
+            self.policy.critic_optimizer.zero_grad()
+            c_loss.backward()
+            self._clip_step(self.policy.critics, self.policy.critic_optimizer)
+            # actor: E_s Σ_a π(a|s)(κ log π(a|s) − min_i Q_i(s, a))
+            logits = self.policy.logits(data.observations)
+            log_pi = th.log_softmax(logits, dim=-1)
+            with th.no_grad():
+                q_all = self.policy.q_values(data.observations).min(dim=0).values
+            a_loss = (log_pi.exp() * (kappa * log_pi - q_all)).sum(-1).mean()
+            self.policy.actor_optimizer.zero_grad()
+            a_loss.backward()
+            self._clip_step(self.policy.actor, self.policy.actor_optimizer)
+            polyak_update(self.policy.critics.parameters(), self.policy.critics_target.parameters(), self.tau)
+            c_losses.append(c_loss.detach())
+            a_losses.append(a_loss.detach())
+            entropies.append(-(log_pi.exp() * log_pi).sum(-1).mean().detach())
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/critic_loss", float(th.stack(c_losses).mean()))
+        self.logger.record("train/actor_loss", float(th.stack(a_losses).mean()))
+        self.logger.record("train/entropy", float(th.stack(entropies).mean()))
+        self.logger.record("train/ent_coef", kappa)
+        self.logger.record("train/reward_scale", scale)
+        self.logger.record("train/risk_aversion", self.risk_aversion)
+
+    def _taken(self, obs: th.Tensor, actions: th.Tensor) -> list[th.Tensor]:
+        """Q_i(s, a) of the replayed actions for every critic, each shape ``(batch,)``."""
+        return [q(obs).gather(1, actions).squeeze(1) for q in self.policy.critics]
+
+    def learn(
+        self: SelfDiscreteRiskSAC,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "DiscreteRiskSAC",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfDiscreteRiskSAC:
+        """Train for ``total_timesteps`` environment steps (SB3's meaning)."""
+        return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy", "policy.actor_optimizer", "policy.critic_optimizer"], []

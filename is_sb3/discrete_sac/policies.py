@@ -1,0 +1,146 @@
+"""Policies of :class:`~is_sb3.discrete_sac.DiscreteRiskSAC`: a categorical actor and twin critics
+giving Q(s, ·) for every action, with Enders et al.'s small CNN for the item pick-up grid."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor, create_mlp
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from torch import nn
+
+__all__ = ["CnnPolicy", "DiscreteSACPolicy", "EndersCNN", "MlpPolicy"]
+
+
+class EndersCNN(BaseFeaturesExtractor):
+    """Conv 32 3×3 → Conv 64 2×2 → Conv 64 2×2 ("same" padding, ReLU) → flatten (Enders et al.).
+
+    :param observation_space: a channel-first Box, e.g. (3, 5, 5).
+    """
+
+    def __init__(self, observation_space: spaces.Box) -> None:
+        channels, height, width = observation_space.shape
+        super().__init__(observation_space, features_dim=64 * height * width)
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(),
+            nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(32, 64, 2), nn.ReLU(),  # "same" as TensorFlow pads a 2×2 kernel
+            nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(64, 64, 2), nn.ReLU(),
+            nn.Flatten(),
+        )  # fmt: skip
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        out: th.Tensor = self.net(observations)
+        return out
+
+
+class _Head(nn.Module):
+    """features extractor → MLP → one output per action."""
+
+    def __init__(self, extractor: BaseFeaturesExtractor, net_arch: list[int], n_actions: int) -> None:
+        super().__init__()
+        self.extractor = extractor
+        self.mlp = nn.Sequential(*create_mlp(extractor.features_dim, n_actions, net_arch, nn.ReLU))
+
+    def forward(self, obs: th.Tensor) -> th.Tensor:
+        out: th.Tensor = self.mlp(self.extractor(obs))
+        return out
+
+
+class DiscreteSACPolicy(BasePolicy):
+    """Categorical actor π(·|s) (logits) and ``n_critics`` Q-networks Q_i(s, ·), plus target copies.
+
+    :param observation_space: observation space.
+    :param action_space: a ``Discrete`` action space.
+    :param lr_schedule: learning-rate schedule (its initial value sets the optimizers' lr).
+    :param net_arch: hidden sizes after the features extractor (default Enders' [256, 256]).
+    :param features_extractor_class: e.g. :class:`EndersCNN` or SB3's ``FlattenExtractor``.
+    :param n_critics: number of critics (2: twin).
+    :param optimizer_class: optimizer of actor and critics.
+    :param optimizer_kwargs: its keyword arguments (e.g. ``weight_decay`` for an L2 penalty).
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        net_arch: list[int] | None = None,
+        features_extractor_class: type[BaseFeaturesExtractor] = EndersCNN,
+        n_critics: int = 2,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            observation_space,
+            action_space,
+            features_extractor_class=features_extractor_class,
+            optimizer_class=optimizer_class,
+            optimizer_kwargs=optimizer_kwargs,
+        )
+        if not isinstance(action_space, spaces.Discrete):
+            raise ValueError(f"DiscreteSACPolicy needs a Discrete action space, got {action_space}")
+        self.net_arch = [256, 256] if net_arch is None else list(net_arch)
+        self.n_critics = int(n_critics)
+        n_actions = int(action_space.n)
+
+        def head() -> _Head:
+            return _Head(features_extractor_class(observation_space), self.net_arch, n_actions)
+
+        self.actor = head()
+        self.critics = nn.ModuleList(head() for _ in range(self.n_critics))
+        self.critics_target = nn.ModuleList(head() for _ in range(self.n_critics))
+        self.critics_target.load_state_dict(self.critics.state_dict())
+        self.critics_target.requires_grad_(False)
+        lr = lr_schedule(1)
+        self.actor_optimizer = optimizer_class(self.actor.parameters(), lr=lr, **self.optimizer_kwargs)  # type: ignore[call-arg]
+        self.critic_optimizer = optimizer_class(self.critics.parameters(), lr=lr, **self.optimizer_kwargs)  # type: ignore[call-arg]
+
+    def q_values(self, obs: th.Tensor, target: bool = False) -> th.Tensor:
+        """Q_i(s, ·) of every critic, shape ``(n_critics, batch, n_actions)``."""
+        nets = self.critics_target if target else self.critics
+        return th.stack([q(obs) for q in nets])
+
+    def logits(self, obs: th.Tensor) -> th.Tensor:
+        return self.actor(obs)
+
+    def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        return self._predict(obs, deterministic)
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        assert isinstance(observation, th.Tensor)
+        logits = self.actor(observation.float())
+        if deterministic:
+            return logits.argmax(dim=-1)
+        return th.distributions.Categorical(logits=logits).sample()
+
+    def set_training_mode(self, mode: bool) -> None:
+        self.actor.train(mode)
+        self.critics.train(mode)
+        self.training = mode
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            net_arch=self.net_arch,
+            n_critics=self.n_critics,
+            features_extractor_class=self.features_extractor_class,
+            optimizer_class=self.optimizer_class,
+            optimizer_kwargs=self.optimizer_kwargs,
+            lr_schedule=self._dummy_schedule,
+        )
+        return data
+
+
+class CnnPolicy(DiscreteSACPolicy):
+    """:class:`DiscreteSACPolicy` with :class:`EndersCNN` (channel-first image-like observations)."""
+
+
+class MlpPolicy(DiscreteSACPolicy):
+    """:class:`DiscreteSACPolicy` on flattened observations."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("features_extractor_class", FlattenExtractor)
+        super().__init__(*args, **kwargs)

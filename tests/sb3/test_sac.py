@@ -1,0 +1,139 @@
+"""RiskSAC and DiscreteRiskSAC: targets by hand, stock-SAC equivalence, stability, save/load, seeding."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3 import SAC
+
+from is_envs.grid import evaluate
+from is_sb3 import DiscreteRiskSAC, RiskSAC
+from is_sb3.discrete_sac import discrete_sac_target
+from is_sb3.losses import itakura_saito
+from is_sb3.sac.risk_sac import _CriticLossAsMSE
+
+SAC_KW = {"learning_starts": 40, "batch_size": 16, "seed": 0, "device": "cpu", "policy_kwargs": {"net_arch": [16, 16]}}
+DSAC_KW = {"learning_starts": 100, "batch_size": 16, "train_freq": 4, "buffer_size": 2000, "seed": 0, "device": "cpu",
+           "policy_kwargs": {"net_arch": [32]}}  # fmt: skip
+
+
+def same_params(a: th.nn.Module, b: th.nn.Module) -> bool:
+    return all(th.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_risk_sac_with_mse_is_stock_sac_and_is_differs() -> None:
+    stock = SAC("MlpPolicy", "Pendulum-v1", **SAC_KW).learn(80)
+    mse = RiskSAC("MlpPolicy", "Pendulum-v1", risk_aversion=7.0, critic_loss="mse", **SAC_KW).learn(80)
+    risky = RiskSAC("MlpPolicy", "Pendulum-v1", risk_aversion=0.5, critic_loss="is", **SAC_KW).learn(80)
+    assert same_params(stock.policy, mse.policy)
+    assert not same_params(stock.policy, risky.policy)
+
+
+def test_risk_sac_critic_loss_is_the_sum_of_per_critic_losses() -> None:
+    q1, q2, y = th.randn(8, 1), th.randn(8, 1), th.randn(8, 1)
+    f = _CriticLossAsMSE("is", 0.7)
+    sb3_form = 0.5 * sum(f.mse_loss(q, y) for q in (q1, q2))  # what SB3's SAC.train computes
+    by_hand = itakura_saito(q1, y, 0.7).mean() + itakura_saito(q2, y, 0.7).mean()
+    th.testing.assert_close(sb3_form, by_hand)
+    assert f.relu is th.nn.functional.relu  # everything else is torch.nn.functional
+
+
+def test_risk_sac_on_a_finance_env_and_save_load(tmp_path: Path) -> None:
+    model = RiskSAC("MlpPolicy", "is_envs/QuadraticPenalty-v0", risk_aversion=2.0, critic_loss="sp", **SAC_KW)
+    model.learn(60)
+    model.save(tmp_path / "m.zip")
+    loaded = RiskSAC.load(tmp_path / "m.zip", device="cpu")
+    assert (loaded.risk_aversion, loaded.critic_loss) == (2.0, "sp")
+    obs = np.random.default_rng(0).normal(size=(5, 2)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+
+
+def test_sampled_target_by_hand() -> None:
+    logits = th.tensor([[0.0, math.log(3.0)]])  # π' = (1/4, 3/4)
+    next_q = th.tensor([[2.0, -1.0]])
+    y = discrete_sac_target(
+        th.tensor([1.0]), th.tensor([0.0]), logits, next_q, 0.9, 0.5, 0.1, "sampled", th.tensor([1])
+    )
+    entropy = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
+    assert float(y) == pytest.approx(1.0 + 0.9 * (0.5 * entropy - 1.0))
+    y_done = discrete_sac_target(
+        th.tensor([1.0]), th.tensor([1.0]), logits, next_q, 0.9, 0.5, 0.1, "sampled", th.tensor([1])
+    )
+    assert float(y_done) == 1.0
+
+
+def test_enders_target_by_hand_and_its_risk_neutral_limit() -> None:
+    logits = th.tensor([[0.0, math.log(3.0)]], dtype=th.float64)
+    next_q = th.tensor([[2.0, -1.0]], dtype=th.float64)
+    r, d, gamma, kappa, alpha = th.tensor([1.0], dtype=th.float64), th.tensor([0.0], dtype=th.float64), 0.9, 0.5, 0.8
+    entropy = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
+    beta = -alpha
+    risk = math.log(0.25 * math.exp(beta * gamma * 2.0) + 0.75 * math.exp(beta * gamma * -1.0)) / beta
+    y = discrete_sac_target(r, d, logits, next_q, gamma, kappa, alpha, "enders")
+    assert float(y) == pytest.approx(1.0 + gamma * kappa * entropy + risk)
+    neutral = 1.0 + gamma * kappa * entropy + gamma * (0.25 * 2.0 + 0.75 * -1.0)
+    for tiny in (0.0, 1e-9):
+        assert float(discrete_sac_target(r, d, logits, next_q, gamma, kappa, tiny, "enders")) == pytest.approx(
+            neutral, abs=1e-8
+        )
+
+
+@pytest.mark.parametrize("alpha", [5.0, -5.0])
+def test_targets_stay_finite_for_large_q_spreads(alpha: float) -> None:
+    logits = th.randn(64, 5)
+    next_q = th.randn(64, 5) * 1e4
+    for target in ("sampled", "enders"):
+        y = discrete_sac_target(
+            th.zeros(64), th.zeros(64), logits, next_q, 0.99, 0.1, alpha, target, th.randint(0, 5, (64,))
+        )
+        assert th.isfinite(y).all()
+        assert th.all(y <= 0.99 * (next_q.max(1).values + 0.1 * math.log(5)) + 1e-2)
+
+
+def test_short_discrete_run_beats_the_uniform_random_policy() -> None:
+    model = DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", risk_aversion=0.1, critic_loss="is", **DSAC_KW)
+    model.learn(1200)
+
+    class Uniform:
+        rng = np.random.default_rng(0)
+
+        def predict(self, obs, state=None, episode_start=None, deterministic=True):  # type: ignore[no-untyped-def]
+            return self.rng.integers(0, 5, len(obs)), None
+
+    trained = evaluate(model, "gradient1", n_episodes=20, seed=1)
+    random = evaluate(Uniform(), "gradient1", n_episodes=20, seed=1)
+    assert trained.mean() > random.mean() + 30
+
+
+def test_discrete_save_load_and_determinism(tmp_path: Path) -> None:
+    a = DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", target="enders", **DSAC_KW).learn(200)
+    b = DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", target="enders", **DSAC_KW).learn(200)
+    assert same_params(a.policy, b.policy)
+    a.save(tmp_path / "d.zip")
+    loaded = DiscreteRiskSAC.load(tmp_path / "d.zip", device="cpu")
+    assert (loaded.target, loaded.risk_aversion, loaded.ent_coef) == ("enders", 0.1, a.ent_coef)
+    assert same_params(a.policy, loaded.policy)
+
+
+def test_entropy_schedule_and_reward_scaling() -> None:
+    model = DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", ent_coef_zero_at=0.4, **DSAC_KW)
+    model._current_progress_remaining = 0.7
+    assert model.current_ent_coef() == pytest.approx(math.exp(-2))
+    model._current_progress_remaining = 0.6
+    assert model.current_ent_coef() == 0.0
+    model.learn(150)
+    buf = model.replay_buffer
+    assert model._reward_scale() == pytest.approx(1 / np.std(buf.rewards[: buf.pos]))
+
+
+def test_invalid_arguments() -> None:
+    with pytest.raises(ValueError, match="critic_loss"):
+        RiskSAC("MlpPolicy", "Pendulum-v1", critic_loss="huber")
+    with pytest.raises(ValueError, match="risk_aversion"):
+        RiskSAC("MlpPolicy", "Pendulum-v1", risk_aversion=math.inf)
+    with pytest.raises(ValueError, match="target"):
+        DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", target="mean")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ent_coef_zero_at"):
+        DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", ent_coef_zero_at=2.0)
