@@ -30,7 +30,7 @@ import yaml
 
 __all__ = ["main"]
 
-ALGOS = ("risk_ac",)
+ALGOS = ("risk_ac", "risk_sac", "discrete_risk_sac")
 LOSS_NAMES = ("is", "emse", "sp", "mse")
 
 
@@ -44,9 +44,9 @@ class CLIError(Exception):
 def _algo_class(algo: str) -> Any:
     if algo not in ALGOS:
         raise CLIError(f"unknown algorithm {algo!r}; available: {', '.join(ALGOS)}")
-    from is_sb3 import RiskAC
+    from is_sb3 import DiscreteRiskSAC, RiskAC, RiskSAC
 
-    return {"risk_ac": RiskAC}[algo]
+    return {"risk_ac": RiskAC, "risk_sac": RiskSAC, "discrete_risk_sac": DiscreteRiskSAC}[algo]
 
 
 def _check_env(env_id: str) -> None:
@@ -204,13 +204,31 @@ def train_run(
     atomic_save(model, checkpoint)
     atomic_save(model, run_dir / "model.zip")
     result = {"algo": algo, "env": env_id, "seed": seed, "timesteps": model.num_timesteps, **params}
-    result.update(model.evaluate() if hasattr(model, "evaluate") else {})
+    result.update(quick_metrics(model, env_id))
     result["learning_rate"] = str(params.get("learning_rate", ""))
     (run_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
     return result
 
 
 # -------------------------------------------------------------------------------------- evaluate
+
+
+def quick_metrics(model: Any, env_id: str) -> dict[str, Any]:
+    """Final metrics of a run: RiskAC's reference errors and CE; on the grid the mean return over 50
+    fresh gradient1 episodes; otherwise SB3's mean episode reward over 20 episodes."""
+    if hasattr(model, "evaluate"):
+        out: dict[str, Any] = model.evaluate()
+        return out
+    if env_id == "is_envs/ItemPickup-v0":
+        from is_envs.grid import evaluate
+
+        returns = evaluate(model, "gradient1", n_episodes=50, seed=0)
+        return {"mean_return": float(returns.mean()), "se_return": float(returns.std(ddof=1) / np.sqrt(len(returns)))}
+    import gymnasium as gym
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    mean, std = evaluate_policy(model, gym.make(env_id), n_eval_episodes=20)
+    return {"mean_return": float(np.mean(mean)), "std_return": float(np.mean(std))}
 
 
 def evaluate_bachelier(model: Any, plots: Path | None) -> dict[str, Any]:
@@ -305,12 +323,17 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         path = Path(args.model)
         if not path.is_file():
             raise CLIError(f"model file {args.model!r} does not exist")
-        algo = args.algo
-        meta = path.parent / "hyperparams.yml"
-        if algo is None and meta.is_file():
-            algo = (yaml.safe_load(meta.read_text()) or {}).get("algo")
-        model = _algo_class(algo or "risk_ac").load(path, device=args.device)
-        result = evaluate_bachelier(model, plots)
+        meta_path = path.parent / "hyperparams.yml"
+        meta = (yaml.safe_load(meta_path.read_text()) or {}) if meta_path.is_file() else {}
+        algo = args.algo or meta.get("algo", "risk_ac")
+        model = _algo_class(algo).load(path, device=args.device)
+        env_id = args.env or meta.get("env")
+        if env_id == "is_envs/ItemPickup-v0":
+            result = evaluate_grid(model, _episodes_dir(args.episodes_dir), args.episodes, plots)
+        elif hasattr(model, "evaluate"):
+            result = evaluate_bachelier(model, plots)
+        else:
+            result = quick_metrics(model, env_id or "")
     print(json.dumps(result, indent=2))
     return result
 

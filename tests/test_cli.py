@@ -99,3 +99,37 @@ def test_malformed_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     bad.write_text("a: [1\n")
     assert main(["train", "--env", ENV, "--config", str(bad)]) == 2
     assert "malformed YAML" in capsys.readouterr().err
+
+
+def test_grid_model_trains_and_gets_the_twelve_distribution_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "grid"
+    argv = ["train", "--algo", "discrete_risk_sac", "--env", "is_envs/ItemPickup-v0", "--timesteps", "150",
+            "--out", str(run), "--no-progress-bar", "--tensorboard-log", str(tmp_path / "tb"),
+            "--hyperparams", "learning_starts=50", "batch_size=8", "train_freq=10", "buffer_size=500"]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    none = tmp_path / "none"
+    none.mkdir()
+    assert main(["evaluate", str(run / "model.zip"), "--episodes", "2", "--episodes-dir", str(none)]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert len(table) == 12 and all("relative_to_greedy" in row for row in table.values())
+
+
+def test_every_shipped_config_builds_its_model() -> None:
+    from is_sb3.cli import build_model
+
+    for algo, env_ids in {
+        "risk_ac": ["is_envs/BachelierTrading-v0", "is_envs/QuadraticPenalty-v0", "is_envs/OptionHedging-v0"],
+        "risk_sac": ["is_envs/QuadraticPenalty-v0"],
+        "discrete_risk_sac": ["is_envs/ItemPickup-v0"],
+    }.items():
+        for env_id in env_ids:
+            params = load_hyperparams(algo, env_id)
+            assert params["n_timesteps"] > 0
+            params.pop("buffer_size", None)  # keep the test light
+            model = build_model(
+                algo, env_id, {**params, "buffer_size": 100} if algo != "risk_ac" else params, 0, "cpu", None
+            )
+            assert model.risk_aversion == params["risk_aversion"]
