@@ -270,22 +270,10 @@ def plot_value_policy(model: Any, path: Path) -> None:
 
 
 def evaluate_grid(policy: Any, episodes_dir: Path | None, n_episodes: int, plots: Path | None) -> dict[str, Any]:
-    """Mean test return on all twelve distributions (released test episodes where available), and
-    relative to the greedy baseline."""
-    from is_envs.grid import DISTRIBUTIONS, GreedyPolicy, evaluate
+    """The twelve-distribution table of :func:`is_envs.grid.shift_table`, plus its heat map."""
+    from is_envs.grid import shift_table
 
-    table: dict[str, Any] = {}
-    for name in DISTRIBUTIONS:
-        path = episodes_dir / f"{name}.npz" if episodes_dir else None
-        source: Any = path if path is not None and path.is_file() else name
-        mine = evaluate(policy, source, split="test", n_episodes=None if source is path else n_episodes)
-        greedy = evaluate(GreedyPolicy(), source, split="test", n_episodes=None if source is path else n_episodes)
-        table[name] = {
-            "mean_return": float(mine.mean()),
-            "se": float(mine.std(ddof=1) / np.sqrt(len(mine))),
-            "relative_to_greedy": float(mine.mean() / greedy.mean()),
-            "episodes": "released test" if source is path else f"{n_episodes} generated",
-        }
+    table = shift_table(policy, episodes_dir, n_episodes)
     if plots is not None:
         plot_shift_heatmap(table, plots / "shift_table.png")
     return table

@@ -2,7 +2,7 @@
 
 from is_envs.grid.distributions import DEPOT, DISTRIBUTIONS, TOTAL_RATE, distribution, validate_probabilities
 from is_envs.grid.env import ItemPickupEnv
-from is_envs.grid.evaluation import evaluate
+from is_envs.grid.evaluation import evaluate, shift_table
 from is_envs.grid.greedy import GreedyPolicy
 from is_envs.grid.items import EpisodeTable, ProbabilityGrid
 
@@ -16,5 +16,6 @@ __all__ = [
     "ProbabilityGrid",
     "distribution",
     "evaluate",
+    "shift_table",
     "validate_probabilities",
 ]

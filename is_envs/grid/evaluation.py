@@ -10,7 +10,7 @@ import numpy as np
 from is_envs.grid import core
 from is_envs.grid.items import EPISODE_LENGTH, EpisodeTable, make_source
 
-__all__ = ["Predictor", "evaluate"]
+__all__ = ["Predictor", "evaluate", "shift_table"]
 
 
 class Predictor(Protocol):
@@ -58,3 +58,34 @@ def evaluate(
         returns += core.step(state, actions, spawns[:, k]).reward
         obs = core.observe(state)
     return returns
+
+
+def shift_table(
+    policy: Predictor, episodes_dir: str | Path | None = None, n_episodes: int = 100, seed: int = 0
+) -> dict[str, dict[str, Any]]:
+    """Mean test return of ``policy`` on all twelve distributions, and relative to the greedy baseline.
+
+    Uses the released test episodes ``<episodes_dir>/<name>.npz`` where present, otherwise
+    ``n_episodes`` generated episodes (the same ones for the policy and the baseline).
+
+    :return: ``{name: {"mean_return", "se", "greedy_mean_return", "relative_to_greedy", "episodes"}}``.
+    """
+    from is_envs.grid.distributions import DISTRIBUTIONS
+    from is_envs.grid.greedy import GreedyPolicy
+
+    table: dict[str, dict[str, Any]] = {}
+    for name in DISTRIBUTIONS:
+        path = Path(episodes_dir) / f"{name}.npz" if episodes_dir is not None else None
+        released = path is not None and path.is_file()
+        source: Any = path if released else name
+        n = None if released else n_episodes
+        mine = evaluate(policy, source, split="test", n_episodes=n, seed=seed)
+        greedy = evaluate(GreedyPolicy(), source, split="test", n_episodes=n, seed=seed)
+        table[name] = {
+            "mean_return": float(mine.mean()),
+            "se": float(mine.std(ddof=1) / np.sqrt(len(mine))) if len(mine) > 1 else float("nan"),
+            "greedy_mean_return": float(greedy.mean()),
+            "relative_to_greedy": float(mine.mean() / greedy.mean()),
+            "episodes": "released test" if released else f"{n_episodes} generated",
+        }
+    return table

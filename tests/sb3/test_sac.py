@@ -137,3 +137,20 @@ def test_invalid_arguments() -> None:
         DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", target="mean")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="ent_coef_zero_at"):
         DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", ent_coef_zero_at=2.0)
+
+
+def test_validation_and_shift_callbacks(tmp_path: Path) -> None:
+    from is_sb3.callbacks import GridValidationCallback, ShiftTableCallback
+
+    model = DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", **DSAC_KW)
+    best = tmp_path / "best.zip"
+    val = GridValidationCallback(
+        eval_freq=100, episodes="gradient2", n_episodes=3, best_model_path=best, save_after=150
+    )
+    shift = ShiftTableCallback(n_episodes=2)
+    model.learn(300, callback=[val, shift])
+    assert [step for step, _ in val.history] == [100, 200, 300]
+    assert best.is_file()  # saved after step 150 only
+    expected = evaluate(model, "gradient2", "validation", 3, seed=0).mean()
+    assert val.history[-1][1] == pytest.approx(expected)  # the batched evaluator, same episodes
+    assert len(shift.table) == 12 and all(np.isfinite(r["relative_to_greedy"]) for r in shift.table.values())

@@ -1,0 +1,173 @@
+"""IS paper Fig. 4: DiscreteRiskSAC on the item pick-up grid, robustness under distribution shift.
+
+    python -m benchmarks.item_pickup --quick          # minutes on CPU (20k env steps, 1 seed, γ = 0.99)
+    python -m benchmarks.item_pickup                  # paper: 500k env steps, 3 seeds, γ ∈ {0.99, 1}
+    python -m benchmarks.item_pickup --speed          # RiskSAC vs SB3 SAC env-steps/s; DiscreteRiskSAC updates/s
+
+Losses is / sp / emse at α = 0.1 with the IS paper's sampled target, against risk-neutral SAC (mse,
+α = 0) and the greedy baseline. Validation return on a shifted distribution (gradient2 validation
+episodes) during training (PNG), and the final twelve-distribution table on the released test
+episodes (JSON + Markdown). Writes ``benchmarks/results/item_pickup.{json,md,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import RESULTS, data_dir, run_parallel, write_json
+
+SHIFTED = "gradient2"
+
+
+def _source(name: str) -> Any:
+    path = data_dir() / f"{name}.npz"
+    return path if path.is_file() else name
+
+
+def train_grid(
+    loss: str, alpha: float, gamma: float, seed: int, steps: int, device: str, quick: bool
+) -> dict[str, Any]:
+    import torch
+
+    from is_envs.grid import shift_table
+    from is_sb3 import DiscreteRiskSAC
+    from is_sb3.callbacks import GridValidationCallback
+
+    torch.set_num_threads(1)
+    scale = 0.1 if quick else 1.0  # quick: shorter warm-up and buffer
+    model = DiscreteRiskSAC(
+        "CnnPolicy", "is_envs/ItemPickup-v0", risk_aversion=alpha, critic_loss=loss, gamma=gamma, seed=seed,
+        device=device, learning_starts=int(20_000 * scale), buffer_size=200_000, batch_size=512 if not quick else 128,
+    )  # fmt: skip
+    val = GridValidationCallback(
+        eval_freq=max(1000, steps // 20), episodes=_source(SHIFTED), n_episodes=None if not quick else 20
+    )
+    t0 = time.perf_counter()
+    model.learn(steps, callback=val)
+    seconds = time.perf_counter() - t0
+    table = shift_table(model, data_dir() if data_dir().is_dir() else None, n_episodes=20 if quick else 100)
+    return {"loss": loss, "alpha": alpha, "gamma": gamma, "seed": seed, "steps": steps, "seconds": seconds,
+            "validation": val.history, "shift": table}  # fmt: skip
+
+
+def speed(device: str, quick: bool) -> dict[str, float]:
+    import torch as th
+    from stable_baselines3 import SAC
+
+    from is_sb3 import DiscreteRiskSAC, RiskSAC
+
+    th.set_num_threads(1)
+    steps = 600 if quick else 3000
+    kw = {"learning_starts": 100, "batch_size": 256, "seed": 0, "device": device}
+
+    def sac_rate(cls: Any, **extra: Any) -> float:
+        model = cls("MlpPolicy", "is_envs/QuadraticPenalty-v0", **kw, **extra)
+        t0 = time.perf_counter()
+        model.learn(steps)
+        return steps / (time.perf_counter() - t0)
+
+    stock, risky = [], []
+    for _ in range(3):  # interleaved, best of three
+        stock.append(sac_rate(SAC))
+        risky.append(sac_rate(RiskSAC, risk_aversion=2.0, critic_loss="is"))
+    model = DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", learning_starts=2000, device=device, seed=0)
+    model.learn(2001)  # fills the buffer, then one update
+    n = 20 if quick else 100
+    t0 = time.perf_counter()
+    model.train(gradient_steps=n, batch_size=512)
+    if device.startswith("cuda"):
+        th.cuda.synchronize()
+    updates = n / (time.perf_counter() - t0)
+    out = {"sac_env_steps_per_s": max(stock), "risk_sac_env_steps_per_s": max(risky)}
+    out["risk_sac_over_sac"] = out["risk_sac_env_steps_per_s"] / out["sac_env_steps_per_s"]
+    out["discrete_risk_sac_updates_per_s_batch512"] = updates
+    out["discrete_500k_update_minutes"] = 500_000 / 20 / updates / 60  # updates only, one per 20 env steps
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--steps", type=int, default=None, help="env steps per run (paper: 500000)")
+    parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--gammas", nargs="+", type=float, default=None)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--speed", action="store_true")
+    args = parser.parse_args(argv)
+    if args.speed:
+        result = speed(args.device, args.quick)
+        print(result)
+        write_json(f"item_pickup_speed_{args.device.replace(':', '')}.json", result)
+        return result
+    steps = args.steps or (20_000 if args.quick else 500_000)
+    seeds = args.seeds or (1 if args.quick else 3)
+    gammas = args.gammas or ([0.99] if args.quick else [0.99, 1.0])
+    configs = [(loss, 0.1) for loss in ("is", "sp", "emse")] + [("mse", 0.0)]
+    jobs = [
+        {"loss": loss, "alpha": a, "gamma": g, "seed": s, "steps": steps, "device": args.device, "quick": args.quick}
+        for g in gammas for loss, a in configs for s in range(seeds)
+    ]  # fmt: skip
+    runs = run_parallel(train_grid, jobs, args.workers)
+    from is_envs.grid import DISTRIBUTIONS
+
+    groups: dict[tuple[str, float, float], list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        groups[(run["loss"], run["alpha"], run["gamma"])].append(run)
+    names = list(DISTRIBUTIONS)
+    lines = [
+        f"Configuration: {steps} env steps, {seeds} seed(s), γ ∈ {gammas}; mean test return (released test episodes)",
+        "",
+        "| agent | γ | " + " | ".join(names) + " | mean ÷ greedy |",
+        "|---|---|" + "---|" * (len(names) + 1),
+    ]
+    greedy = runs[0]["shift"]
+    lines.append("| greedy | – | " + " | ".join(f"{greedy[n]['greedy_mean_return']:.1f}" for n in names) + " | 1.00 |")
+    table = {}
+    for (loss, alpha, gamma), group in groups.items():
+        means = {n: float(np.mean([g["shift"][n]["mean_return"] for g in group])) for n in names}
+        rel = float(np.mean([np.mean([g["shift"][n]["relative_to_greedy"] for n in names]) for g in group]))
+        label = f"{loss} α={alpha}" if loss != "mse" else "SAC (mse, α=0)"
+        table[f"{label} γ={gamma}"] = {"mean_return": means, "relative_to_greedy": rel}
+        lines.append(f"| {label} | {gamma} | " + " | ".join(f"{means[n]:.1f}" for n in names) + f" | {rel:.2f} |")
+    text = "\n".join(lines)
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "item_pickup.md").write_text(text + "\n")
+    _plot(groups, str(RESULTS / "item_pickup.png"))
+    payload = {"steps": steps, "seeds": seeds, "gammas": gammas, "table": table, "runs": runs}
+    print(f"wrote {write_json('item_pickup.json', payload)}, item_pickup.md, item_pickup.png")
+    return payload
+
+
+def _plot(groups: dict[tuple[str, float, float], list[dict[str, Any]]], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gammas = sorted({k[2] for k in groups})
+    fig, axes = plt.subplots(1, len(gammas), figsize=(6 * len(gammas), 4), squeeze=False)
+    for col, gamma in enumerate(gammas):
+        ax = axes[0, col]
+        for (loss, alpha, g), group in groups.items():
+            if g != gamma:
+                continue
+            steps = [s for s, _ in group[0]["validation"]]
+            vals = np.mean([[v for _, v in run["validation"]] for run in group], axis=0)
+            ax.plot(steps, vals, label=f"{loss} α={alpha}")
+        ax.set(title=f"validation on {SHIFTED} (γ = {gamma})", xlabel="env steps", ylabel="mean return")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
