@@ -169,7 +169,7 @@ def risk_ac_critic_loss(model: Any, batch_size: int = 512, seed: int = 0) -> tup
     tr = sim.sample_transitions(batch_size)
     obs, obs_next = sim.observe(tr.t, tr.s), sim.observe(tr.t + 1, tr.s_next)
     with th.no_grad():
-        action = model.policy.actor(obs).squeeze(-1)
+        action = model.policy.action(obs).squeeze(-1)
         target = sim.reward(tr.t, tr.s, action, tr.s_next) + model.policy.value(obs_next).masked_fill(tr.done, 0.0)
 
     def loss() -> th.Tensor:

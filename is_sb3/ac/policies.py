@@ -27,6 +27,8 @@ class RiskACPolicy(BasePolicy):
     :param activation_fn: activation between hidden layers.
     :param optimizer_class: optimizer of both networks.
     :param optimizer_kwargs: its keyword arguments (default betas (0.99, 0.999)).
+    :param value_scale: V_θ(s) = value_scale · critic(s) (RiskAC sets 1/max(1, |α|): see there).
+    :param action_scale: π_φ(s) = action_scale · actor(s).
     """
 
     def __init__(
@@ -38,6 +40,8 @@ class RiskACPolicy(BasePolicy):
         activation_fn: type[nn.Module] = nn.Mish,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
+        value_scale: float = 1.0,
+        action_scale: float = 1.0,
     ) -> None:
         if optimizer_kwargs is None:
             optimizer_kwargs = {"betas": (0.99, 0.999)}
@@ -50,6 +54,9 @@ class RiskACPolicy(BasePolicy):
         )
         if not isinstance(action_space, spaces.Box):
             raise ValueError(f"RiskACPolicy needs a Box action space, got {action_space}")
+        if not (value_scale > 0 and action_scale > 0):
+            raise ValueError(f"value_scale and action_scale must be > 0, got {value_scale}, {action_scale}")
+        self.value_scale, self.action_scale = float(value_scale), float(action_scale)
         self.net_arch = [64, 64] if net_arch is None else net_arch
         self.activation_fn = activation_fn
         pi_arch = self.net_arch["pi"] if isinstance(self.net_arch, dict) else self.net_arch
@@ -58,20 +65,31 @@ class RiskACPolicy(BasePolicy):
         action_dim = int(action_space.shape[0])
         self.actor = nn.Sequential(*create_mlp(obs_dim, action_dim, list(pi_arch), activation_fn))
         self.critic = nn.Sequential(*create_mlp(obs_dim, 1, list(vf_arch), activation_fn))
+        self.critic_target = nn.Sequential(*create_mlp(obs_dim, 1, list(vf_arch), activation_fn))
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        self.critic_target.requires_grad_(False)
         lr = lr_schedule(1)
         self.actor_optimizer = optimizer_class(self.actor.parameters(), lr=lr, **self.optimizer_kwargs)  # type: ignore[call-arg]
         self.critic_optimizer = optimizer_class(self.critic.parameters(), lr=lr, **self.optimizer_kwargs)  # type: ignore[call-arg]
 
     def value(self, obs: th.Tensor) -> th.Tensor:
         """V_θ(s), shape ``(batch,)``."""
-        return self.critic(obs).squeeze(-1)
+        return self.critic(obs).squeeze(-1) * self.value_scale
+
+    def target_value(self, obs: th.Tensor) -> th.Tensor:
+        """V_θ̄(s) of the target critic (Polyak average of V_θ), shape ``(batch,)``."""
+        return self.critic_target(obs).squeeze(-1) * self.value_scale
+
+    def action(self, obs: th.Tensor) -> th.Tensor:
+        """π_φ(s), shape ``(batch, action_dim)``."""
+        return self.actor(obs) * self.action_scale
 
     def forward(self, obs: PyTorchObs, deterministic: bool = True) -> th.Tensor:
         return self._predict(obs, deterministic)
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = True) -> th.Tensor:
         assert isinstance(observation, th.Tensor)
-        return self.actor(observation.flatten(1).float())
+        return self.action(observation.flatten(1).float())
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -81,6 +99,8 @@ class RiskACPolicy(BasePolicy):
             optimizer_class=self.optimizer_class,
             optimizer_kwargs=self.optimizer_kwargs,
             lr_schedule=self._dummy_schedule,
+            value_scale=self.value_scale,
+            action_scale=self.action_scale,
         )
         return data
 

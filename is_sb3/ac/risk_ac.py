@@ -12,6 +12,7 @@ from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import polyak_update
 
 from is_envs.finance import BachelierSimulator, BachelierTask, reference_solution, task_of
 from is_sb3.ac.policies import RiskACPolicy
@@ -37,6 +38,16 @@ class RiskAC(BaseAlgorithm):
       V_θ̄(s))), differentiated through the action inside the reward only.
 
     Gradients are clipped by value (``max_grad_value``) and then by norm (``max_grad_norm``).
+    V_θ̄ is a Polyak-averaged copy of the critic (rate ``tau``; ``tau=1`` bootstraps from the critic
+    itself).
+
+    **Scale**: the networks output αV and αa (for |α| > 1), i.e. V_θ = critic(s)/max(1, |α|) and
+    π_φ = actor(s)/max(1, |α|) (override with ``policy_kwargs`` ``value_scale`` / ``action_scale``).
+    Adam moves a network's output by steps of a fixed size whatever the gradient's scale, and the
+    entropic critic turns the noise s of its own estimates into a bias of order αs²/2 per step
+    (the CE of the noise); in V's units that bias diverges at α = 100. In units of αV it does not.
+    Measured: with V's units, the Gaussian task at α = 100 diverged even with the policy frozen at
+    the optimum; with αV it converges (see the README).
 
     **What a timestep is here**: one iteration, i.e. one critic and one actor update on a fresh batch
     of ``batch_size`` simulated transitions. ``learn(total_timesteps=100_000)`` is the paper's
@@ -55,6 +66,7 @@ class RiskAC(BaseAlgorithm):
     :param batch_size: transitions per iteration.
     :param max_grad_value: clip each gradient entry to ±this (``None``: no value clipping).
     :param max_grad_norm: then clip the gradient norm of each network (``None``: no norm clipping).
+    :param tau: Polyak rate of the target critic V_θ̄ in (0, 1].
     :param eval_freq: every this many iterations, log reference errors and the Monte-Carlo CE of the
         return (0 disables).
     :param n_eval_states: states (from the price process at all t) for the reference RMSEs.
@@ -80,6 +92,7 @@ class RiskAC(BaseAlgorithm):
         batch_size: int = 1024,
         max_grad_value: float | None = 1.0,
         max_grad_norm: float | None = 10.0,
+        tau: float = 0.01,
         eval_freq: int = 1000,
         n_eval_states: int = 4096,
         n_eval_paths: int = 10_000,
@@ -100,6 +113,8 @@ class RiskAC(BaseAlgorithm):
         for name, value in (("max_grad_value", max_grad_value), ("max_grad_norm", max_grad_norm)):
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be > 0 or None, got {value!r}")
+        if not 0 < tau <= 1:
+            raise ValueError(f"tau must be in (0, 1], got {tau!r}")
         for name, count in (
             ("eval_freq", eval_freq),
             ("n_eval_states", n_eval_states),
@@ -123,6 +138,7 @@ class RiskAC(BaseAlgorithm):
         self.batch_size = int(batch_size)
         self.max_grad_value = max_grad_value
         self.max_grad_norm = max_grad_norm
+        self.tau = float(tau)
         self.eval_freq = int(eval_freq)
         self.n_eval_states = int(n_eval_states)
         self.n_eval_paths = int(n_eval_paths)
@@ -145,8 +161,10 @@ class RiskAC(BaseAlgorithm):
             raise ValueError("RiskAC needs an environment (its task) to build the simulator")
         self._setup_lr_schedule()
         self.set_random_seed(self.seed)
+        scale = 1.0 / max(1.0, abs(self.risk_aversion))
+        kwargs = {"value_scale": scale, "action_scale": scale, **self.policy_kwargs}
         self.policy = self.policy_class(  # type: ignore[assignment]
-            self.observation_space, self.action_space, self.lr_schedule, **self.policy_kwargs
+            self.observation_space, self.action_space, self.lr_schedule, **kwargs
         ).to(self.device)
         self.simulator = BachelierSimulator(self.task, self.device, th.float32, seed=self.seed)
         self._setup_reference()
@@ -200,9 +218,10 @@ class RiskAC(BaseAlgorithm):
         sim, policy = self.simulator, self.policy
         tr = sim.sample_transitions(self.batch_size)
         obs = sim.observe(tr.t, tr.s)
-        action = policy.actor(obs).squeeze(-1)
+        action = policy.action(obs).squeeze(-1)
         with th.no_grad():
-            v_next = policy.value(sim.observe(tr.t + 1, tr.s_next)).masked_fill(tr.done, 0.0)
+            v_next = policy.target_value(sim.observe(tr.t + 1, tr.s_next)).masked_fill(tr.done, 0.0)
+            v_now = policy.target_value(obs)
         # critic: TD(0) with the chosen loss, target fixed
         value = policy.value(obs)
         target = sim.reward(tr.t, tr.s, action.detach(), tr.s_next) + v_next
@@ -212,12 +231,13 @@ class RiskAC(BaseAlgorithm):
         self._clip(policy.critic)
         policy.critic_optimizer.step()
         # actor: objective (14), gradient through the action inside the reward only
-        gain = sim.reward(tr.t, tr.s, action, tr.s_next) + v_next - value.detach()
+        gain = sim.reward(tr.t, tr.s, action, tr.s_next) + v_next - v_now
         a_loss = exponential_utility_actor_loss(gain, self.risk_aversion).mean()
         policy.actor_optimizer.zero_grad(set_to_none=True)
         a_loss.backward()
         self._clip(policy.actor)
         policy.actor_optimizer.step()
+        polyak_update(policy.critic.parameters(), policy.critic_target.parameters(), self.tau)
         return c_loss.detach(), a_loss.detach()
 
     @th.no_grad()
@@ -228,7 +248,7 @@ class RiskAC(BaseAlgorithm):
         out = {"value_s0": float(policy.value(self._s0_obs)[0])}
         if self._ref_value is not None and self._ref_action is not None:
             v = policy.value(self._eval_obs)
-            a = policy.actor(self._eval_obs).squeeze(-1)
+            a = policy.action(self._eval_obs).squeeze(-1)
             for name, pred, ref in (("value", v, self._ref_value), ("policy", a, self._ref_action)):
                 rmse = float(th.sqrt(th.mean((pred - ref) ** 2)))
                 scale = float(th.sqrt(th.mean(ref**2)))
@@ -239,7 +259,7 @@ class RiskAC(BaseAlgorithm):
         sim = self.simulator
 
         def act(t: th.Tensor, s: th.Tensor) -> th.Tensor:
-            return policy.actor(sim.observe(t, s)).squeeze(-1)
+            return policy.action(sim.observe(t, s)).squeeze(-1)
 
         returns = sim.rollout_returns(act, self.n_eval_paths).double()
         ce, se = certainty_equivalent_with_se(returns, self.risk_aversion)

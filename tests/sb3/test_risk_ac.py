@@ -117,3 +117,19 @@ def test_paper_schedule() -> None:
     assert s(0.25) == pytest.approx(0.5e-4) and s(0.0) == pytest.approx(0.0, abs=1e-15)
     with pytest.raises(ValueError, match="warmup"):
         WarmupConstantCosine(1e-4, warmup=0.6)
+
+
+def test_networks_work_in_units_of_alpha_and_the_target_critic_is_polyak() -> None:
+    model = RiskAC("MlpPolicy", "is_envs/BachelierTrading-v0", risk_aversion=100.0, tau=0.25, seed=0, **FAST)
+    policy = model.policy
+    assert policy.value_scale == pytest.approx(0.01) and policy.action_scale == pytest.approx(0.01)
+    obs = th.randn(7, 2)
+    th.testing.assert_close(policy.value(obs), policy.critic(obs).squeeze(-1) * 0.01)
+    th.testing.assert_close(policy.action(obs), policy.actor(obs) * 0.01)
+    assert RiskAC("MlpPolicy", "is_envs/OptionHedging-v0", risk_aversion=0.3, **FAST).policy.value_scale == 1.0
+    old_target = [p.detach().clone() for p in policy.critic_target.parameters()]
+    model.train_step()
+    for tgt, new, old in zip(policy.critic_target.parameters(), policy.critic.parameters(), old_target, strict=True):
+        th.testing.assert_close(tgt, 0.75 * old + 0.25 * new)
+    with pytest.raises(ValueError, match="tau"):
+        RiskAC("MlpPolicy", "is_envs/BachelierTrading-v0", tau=0.0)
