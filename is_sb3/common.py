@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import gymnasium as gym
 from stable_baselines3.common.type_aliases import GymEnv
 
 import is_envs  # noqa: F401  (registers the env ids used by name)
 
-__all__ = ["make_env"]
+__all__ = ["check_risk_settings", "make_env"]
 
 
 def make_env(env: GymEnv | str) -> GymEnv:
@@ -16,3 +18,15 @@ def make_env(env: GymEnv | str) -> GymEnv:
     SB3 would make an id with ``render_mode="rgb_array"``, which is-rl's environments do not draw.
     """
     return gym.make(env) if isinstance(env, str) else env
+
+
+def check_risk_settings(risk_aversion: float, critic_loss: str) -> float:
+    """Validate the two risk arguments every algorithm takes; returns α as a float."""
+    from is_sb3.losses import LOSSES
+
+    alpha = float(risk_aversion)
+    if not math.isfinite(alpha):
+        raise ValueError(f"risk_aversion must be a finite real number, got {risk_aversion!r}")
+    if critic_loss not in LOSSES:
+        raise ValueError(f"critic_loss must be one of {sorted(LOSSES)}, got {critic_loss!r}")
+    return alpha

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, ClassVar, TypeVar
 
@@ -16,8 +15,8 @@ from stable_baselines3.common.utils import polyak_update
 
 from is_envs.finance import BachelierSimulator, BachelierTask, reference_solution, task_of
 from is_sb3.ac.policies import RiskACPolicy
-from is_sb3.common import make_env
-from is_sb3.losses import LOSSES, critic_loss, exponential_utility_actor_loss
+from is_sb3.common import check_risk_settings, make_env
+from is_sb3.losses import critic_loss, exponential_utility_actor_loss
 from is_sb3.risk import certainty_equivalent_with_se
 from is_sb3.schedules import WarmupConstantCosine
 
@@ -103,11 +102,7 @@ class RiskAC(BaseAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
-        alpha = float(risk_aversion)
-        if not math.isfinite(alpha):
-            raise ValueError(f"risk_aversion must be a finite real number, got {risk_aversion!r}")
-        if critic_loss not in LOSSES:
-            raise ValueError(f"critic_loss must be one of {sorted(LOSSES)}, got {critic_loss!r}")
+        alpha = check_risk_settings(risk_aversion, critic_loss)
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
         for name, value in (("max_grad_value", max_grad_value), ("max_grad_norm", max_grad_norm)):

@@ -14,9 +14,9 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import polyak_update
 from torch.nn import functional
 
-from is_sb3.common import make_env
+from is_sb3.common import check_risk_settings, make_env
 from is_sb3.discrete_sac.policies import CnnPolicy, DiscreteSACPolicy, MlpPolicy
-from is_sb3.losses import LOSSES, critic_loss
+from is_sb3.losses import critic_loss
 from is_sb3.risk import certainty_equivalent
 
 __all__ = ["DiscreteRiskSAC", "discrete_sac_target"]
@@ -145,11 +145,7 @@ class DiscreteRiskSAC(OffPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
-        alpha = float(risk_aversion)
-        if not math.isfinite(alpha):
-            raise ValueError(f"risk_aversion must be a finite real number, got {risk_aversion!r}")
-        if critic_loss not in LOSSES:
-            raise ValueError(f"critic_loss must be one of {sorted(LOSSES)}, got {critic_loss!r}")
+        alpha = check_risk_settings(risk_aversion, critic_loss)
         if target not in ("sampled", "enders"):
             raise ValueError(f"target must be 'sampled' or 'enders', got {target!r}")
         if not (ent_coef >= 0 and math.isfinite(ent_coef)):

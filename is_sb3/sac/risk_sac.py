@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,8 +12,8 @@ from stable_baselines3.common.type_aliases import GymEnv
 from stable_baselines3.sac import sac as sb3_sac
 from torch.nn import functional
 
-from is_sb3.common import make_env
-from is_sb3.losses import LOSSES, critic_loss
+from is_sb3.common import check_risk_settings, make_env
+from is_sb3.losses import critic_loss
 
 __all__ = ["RiskSAC"]
 
@@ -72,11 +71,7 @@ class RiskSAC(SAC):
         critic_loss: str = "is",
         **kwargs: Any,
     ) -> None:
-        alpha = float(risk_aversion)
-        if not math.isfinite(alpha):
-            raise ValueError(f"risk_aversion must be a finite real number, got {risk_aversion!r}")
-        if critic_loss not in LOSSES:
-            raise ValueError(f"critic_loss must be one of {sorted(LOSSES)}, got {critic_loss!r}")
+        alpha = check_risk_settings(risk_aversion, critic_loss)
         self.risk_aversion = alpha
         self.critic_loss = critic_loss
         super().__init__(policy, make_env(env), **kwargs)
