@@ -99,6 +99,7 @@ def plot(runs: list[dict[str, Any]], key_of: dict[tuple[str, float], str], tasks
 def speed(iterations: int, device: str) -> dict[str, float]:
     """RiskAC.learn against a plain PyTorch loop doing the same computation, same process."""
     import torch as th
+    from stable_baselines3.common.utils import polyak_update
     from torch import nn
 
     from is_envs.finance import BachelierSimulator, QuadraticPenaltyTask
@@ -116,30 +117,34 @@ def speed(iterations: int, device: str) -> dict[str, float]:
                 device
             )
 
-        actor, critic = mlp(1), mlp(1)
+        actor, critic, target = mlp(1), mlp(1), mlp(1)
+        target.load_state_dict(critic.state_dict())
+        scale = 1.0 / max(1.0, alpha)  # RiskAC's networks output αV and αa
         opt_a = th.optim.Adam(actor.parameters(), lr=1e-4, betas=(0.99, 0.999))
         opt_c = th.optim.Adam(critic.parameters(), lr=1e-4, betas=(0.99, 0.999))
         t0 = time.perf_counter()
         for _ in range(n):
             tr = sim.sample_transitions(1024)
             obs = sim.observe(tr.t, tr.s)
-            a = actor(obs).squeeze(-1)
+            a = actor(obs).squeeze(-1) * scale
             with th.no_grad():
-                v_next = critic(sim.observe(tr.t + 1, tr.s_next)).squeeze(-1).masked_fill(tr.done, 0.0)
-            v = critic(obs).squeeze(-1)
+                v_next = target(sim.observe(tr.t + 1, tr.s_next)).squeeze(-1).masked_fill(tr.done, 0.0) * scale
+                v_now = target(obs).squeeze(-1) * scale
+            v = critic(obs).squeeze(-1) * scale
             loss = critic_loss("is", v, sim.reward(tr.t, tr.s, a.detach(), tr.s_next) + v_next, alpha)
             opt_c.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_value_(critic.parameters(), 1.0)
             nn.utils.clip_grad_norm_(critic.parameters(), 10.0)
             opt_c.step()
-            gain = sim.reward(tr.t, tr.s, a, tr.s_next) + v_next - v.detach()
+            gain = sim.reward(tr.t, tr.s, a, tr.s_next) + v_next - v_now
             a_loss = exponential_utility_actor_loss(gain, alpha).mean()
             opt_a.zero_grad(set_to_none=True)
             a_loss.backward()
             nn.utils.clip_grad_value_(actor.parameters(), 1.0)
             nn.utils.clip_grad_norm_(actor.parameters(), 10.0)
             opt_a.step()
+            polyak_update(critic.parameters(), target.parameters(), 0.01)
         if device.startswith("cuda"):
             th.cuda.synchronize()
         return n / (time.perf_counter() - t0)

@@ -90,13 +90,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "hedging.md").write_text(text + "\n")
-    _plot(table, args.alphas, args.losses, str(RESULTS / "hedging.png"))
+    plot(table, args.alphas, args.losses, str(RESULTS / "hedging.png"))
     payload = {"config": config, "table": table, "runs": runs}
     print(f"wrote {write_json('hedging.json', payload)}, hedging.md, hedging.png")
     return payload
 
 
-def _plot(table: dict[str, dict[str, Any]], alphas: list[float], losses: list[str], path: str) -> None:
+def plot(table: dict[str, dict[str, Any]], alphas: list[float], losses: list[str], path: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,15 +105,23 @@ def _plot(table: dict[str, dict[str, Any]], alphas: list[float], losses: list[st
     from is_envs.finance import OptionHedgingTask, reference_solution
 
     task = OptionHedgingTask()
-    grid = np.geomspace(min(alphas) / 2, max(alphas) * 1.5, 40)
+    grid = np.geomspace(min(alphas) / 2, max(alphas), 40)
     price = [-float(reference_solution(task, a).value(0, task.s0)) for a in grid]
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     ax.plot(grid, price, "k-", label="dynamic program")
     ax.axhline(-float(reference_solution(task, 0.0).value(0, task.s0)), color="grey", ls=":", label="risk-neutral")
+    top = 1.6 * max(price)
+    off = []
     for k, loss in enumerate(losses):
         rows = [table[f"{a} | {loss}"] for a in alphas if f"{a} | {loss}" in table]
         xs = np.array([r["alpha"] for r in rows]) * (1 + 0.04 * (k - 1.5))
-        ax.errorbar(xs, [-r["v0_mean"] for r in rows], yerr=[r["v0_std"] for r in rows], fmt="o", label=loss, ms=4)
+        ys = np.array([-r["v0_mean"] for r in rows])
+        shown = np.isfinite(ys) & (ys < top) & (ys > 0)
+        ax.errorbar(xs[shown], ys[shown], yerr=np.array([r["v0_std"] for r in rows])[shown], fmt="o", label=loss, ms=4)
+        off += [f"{loss} at α={r['alpha']}: {-r['v0_mean']:.3g}" for r, ok in zip(rows, shown, strict=True) if not ok]
+    ax.set_ylim(0.8 * min(price), top)
+    if off:
+        ax.text(0.02, 0.97, "off scale: " + "; ".join(off), transform=ax.transAxes, va="top", fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("risk aversion α")
     ax.set_ylabel("option price −V(s0)")
