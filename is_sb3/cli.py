@@ -450,18 +450,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ray-address", default=None, help="run on a Ray cluster (e.g. 'auto'); needs is-rl[ray]")
     s.add_argument("--out", default="sweeps/latest")
 
-    q = sub.add_parser("quickstart", help="the main job: a short RiskAC run printed against the closed form")
-    q.add_argument("args", nargs=argparse.REMAINDER, help="options of is_sb3.quickstart (e.g. --iterations 20000)")
+    sub.add_parser(
+        "quickstart",
+        help="the main job: a short RiskAC run printed against the closed form "
+        "(options of python -m is_sb3.quickstart, e.g. --iterations 20000, pass through)",
+    )
 
-    b = sub.add_parser("bench", help="run a benchmark script (from a source checkout)")
+    b = sub.add_parser("bench", help="run a benchmark script (from a source checkout); its options pass through")
     b.add_argument("name", help="simulator, item_pickup_env, analytic, hedging, conditioning")
-    b.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the benchmark (e.g. --quick)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``is-rl`` console script; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command not in ("quickstart", "bench"):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "train":
             result = train_run(
@@ -477,8 +482,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "quickstart":
             from is_sb3 import quickstart
 
-            quickstart.main(list(args.args))
+            quickstart.main(extra)
         elif args.command == "bench":
+            if os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())  # console scripts do not put the working folder on the path
             try:
                 module = importlib.import_module(f"benchmarks.{args.name}")
             except ModuleNotFoundError:
@@ -486,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"no benchmark {args.name!r} (benchmarks run from the repository root: "
                     "simulator, item_pickup_env, analytic, hedging, conditioning)"
                 ) from None
-            module.main(list(args.args))
+            module.main(extra)
     except CLIError as err:
         print(f"is-rl: error: {err}", file=sys.stderr)
         return 2

@@ -133,3 +133,12 @@ def test_every_shipped_config_builds_its_model() -> None:
                 algo, env_id, {**params, "buffer_size": 100} if algo != "risk_ac" else params, 0, "cpu", None
             )
             assert model.risk_aversion == params["risk_aversion"]
+
+
+def test_quickstart_and_bench_pass_their_options_through(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["quickstart", "--iterations", "3", "--tensorboard-log", str(tmp_path / "tb"), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "learned vs closed form" in out and "V* closed form" in out
+    assert (tmp_path / "tb").is_dir()
+    with pytest.raises(SystemExit):
+        main(["train", "--env", ENV, "--nonsense"])
