@@ -1,6 +1,6 @@
 """The main job: a short risk-averse training run on the quadratic-penalty task (SPEC §4.2).
 
-    python -m is_sb3.quickstart [--iterations 10000] [--critic-loss is] [--risk-aversion 2.0]
+    python -m is_sb3.quickstart [--iterations 20000] [--critic-loss is] [--risk-aversion 2.0]
                                 [--tensorboard-log runs] [--device auto] [--seed 0]
 
 Trains :class:`~is_sb3.RiskAC` with the Itakura-Saito critic loss and prints the learned value and
@@ -24,7 +24,7 @@ from is_sb3.schedules import WarmupConstantCosine
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="is_envs/QuadraticPenalty-v0")
-    parser.add_argument("--iterations", type=int, default=10_000)
+    parser.add_argument("--iterations", type=int, default=20_000)
     parser.add_argument("--critic-loss", default="is", choices=["is", "emse", "sp", "mse"])
     parser.add_argument("--risk-aversion", type=float, default=2.0)
     parser.add_argument("--tensorboard-log", default="runs")
