@@ -65,10 +65,9 @@ def markdown(table: dict[str, dict[str, Any]], config: str) -> str:
 
 
 def plot(runs: list[dict[str, Any]], key_of: dict[tuple[str, float], str], tasks: list[str], path: str) -> None:
-    import matplotlib
+    from is_sb3.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(2, len(tasks), figsize=(4.2 * len(tasks), 6.5), squeeze=False)
     curves: dict[tuple[str, str], list[list[dict[str, float]]]] = defaultdict(list)
@@ -91,9 +90,7 @@ def plot(runs: list[dict[str, Any]], key_of: dict[tuple[str, float], str], tasks
             ax.set_ylabel(f"relative {name} RMSE (%)")
             ax.grid(alpha=0.3)
     axes[0, 0].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def speed(iterations: int, device: str) -> dict[str, float]:

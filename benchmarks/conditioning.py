@@ -204,10 +204,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def _plot(runs: list[dict[str, Any]], critics: dict[str, Any], path: str) -> None:
-    import matplotlib
+    from is_sb3.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(2, len(ARCHS) + 1, figsize=(4.2 * (len(ARCHS) + 1), 7))
     colors = {"mse": "tab:blue", "is": "tab:orange"}
@@ -233,9 +232,7 @@ def _plot(runs: list[dict[str, Any]], critics: dict[str, Any], path: str) -> Non
     axes[1, -1].set(title="RiskAC critic (quadratic task)", xlabel="rank")
     axes[1, -1].legend()
     axes[0, -1].axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 if __name__ == "__main__":

@@ -97,10 +97,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def plot(table: dict[str, dict[str, Any]], alphas: list[float], losses: list[str], path: str) -> None:
-    import matplotlib
+    from is_sb3.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from is_envs.finance import OptionHedgingTask, reference_solution
 
@@ -128,9 +127,7 @@ def plot(table: dict[str, dict[str, Any]], alphas: list[float], losses: list[str
     ax.set_title("Short ATM call, Bachelier, T = 10, σ² = 0.1")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 if __name__ == "__main__":

@@ -146,10 +146,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def _plot(groups: dict[tuple[str, float, float], list[dict[str, Any]]], path: str) -> None:
-    import matplotlib
+    from is_sb3.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     gammas = sorted({k[2] for k in groups})
     fig, axes = plt.subplots(1, len(gammas), figsize=(6 * len(gammas), 4), squeeze=False)
@@ -164,9 +163,7 @@ def _plot(groups: dict[tuple[str, float, float], list[dict[str, Any]]], path: st
         ax.set(title=f"validation on {SHIFTED} (γ = {gamma})", xlabel="env steps", ylabel="mean return")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 if __name__ == "__main__":

@@ -241,10 +241,9 @@ def evaluate_bachelier(model: Any, plots: Path | None) -> dict[str, Any]:
 
 def plot_value_policy(model: Any, path: Path) -> None:
     """Learned vs reference V(t, S) and π(t, S) against S for several t."""
-    import matplotlib
+    from is_sb3.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from is_envs.finance import reference_solution
 
@@ -263,10 +262,7 @@ def plot_value_policy(model: Any, path: Path) -> None:
     axes[1].set(xlabel="price S", ylabel="position π(t, S)", title="policy")
     axes[0].legend(fontsize=7, ncol=2)
     fig.suptitle(f"{task.name} task, α = {model.risk_aversion}, critic loss {model.critic_loss}")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def evaluate_grid(policy: Any, episodes_dir: Path | None, n_episodes: int, plots: Path | None) -> dict[str, Any]:
@@ -280,10 +276,9 @@ def evaluate_grid(policy: Any, episodes_dir: Path | None, n_episodes: int, plots
 
 
 def plot_shift_heatmap(table: dict[str, Any], path: Path) -> None:
-    import matplotlib
+    from is_sb3.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = list(table)
     values = np.array([[table[n]["mean_return"] for n in names], [table[n]["relative_to_greedy"] for n in names]])
@@ -295,10 +290,7 @@ def plot_shift_heatmap(table: dict[str, Any], path: Path) -> None:
         for i, v in enumerate(row):
             ax.text(i, 0, fmt.format(v), ha="center", va="center", color="w", fontsize=8)
     fig.suptitle("Item pick-up under distribution shift (gradient1 = training distribution)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
@@ -367,10 +359,9 @@ def cmd_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def write_sweep_table(results: list[dict[str, Any]], out: Path) -> None:
     """``sweep.json``, ``sweep.md`` (one row per run) and ``sweep.png`` (value error by loss and α)."""
-    import matplotlib
+    from is_sb3.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.json").write_text(json.dumps(results, indent=2, default=str))
@@ -391,9 +382,7 @@ def write_sweep_table(results: list[dict[str, Any]], out: Path) -> None:
     ax.set_ylabel("relative value RMSE (%)")
     ax.set_title(f"sweep: {len(results)} runs (mean ± std over seeds)")
     ax.tick_params(axis="x", rotation=20)
-    fig.tight_layout()
-    fig.savefig(out / "sweep.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out / "sweep.png", dpi=110)
 
 
 def _fmt(v: Any) -> str:
