@@ -182,6 +182,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--workers", type=int, default=1, help="parallel processes")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--speed", action="store_true", help="only measure iterations/s")
+    parser.add_argument("--tag", default="", help="suffix of the result files (analytic_<tag>.*)")
     args = parser.parse_args(argv)
     if args.speed:
         result = speed(300 if args.quick else 2000, args.device)
@@ -208,10 +209,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     text = markdown(table, config)
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "analytic.md").write_text(text + "\n")
-    plot(runs, key_of, args.tasks, str(RESULTS / "analytic.png"))
+    stem = "analytic" + (f"_{args.tag}" if args.tag else "")
+    (RESULTS / f"{stem}.md").write_text(text + "\n")
+    plot(runs, key_of, args.tasks, str(RESULTS / f"{stem}.png"))
     payload = {"config": config, "table": table, "runs": runs}
-    print(f"wrote {write_json('analytic.json', payload)}, analytic.md, analytic.png")
+    print(f"wrote {write_json(f'{stem}.json', payload)}, {stem}.md, {stem}.png")
     return payload
 
 

@@ -30,7 +30,7 @@ def _source(name: str) -> Any:
 
 
 def train_grid(
-    loss: str, alpha: float, gamma: float, seed: int, steps: int, device: str, quick: bool
+    loss: str, alpha: float, gamma: float, seed: int, steps: int, device: str, quick: bool, batch_size: int
 ) -> dict[str, Any]:
     import torch
 
@@ -42,7 +42,7 @@ def train_grid(
     scale = 0.1 if quick else 1.0  # quick: shorter warm-up and buffer
     model = DiscreteRiskSAC(
         "CnnPolicy", "is_envs/ItemPickup-v0", risk_aversion=alpha, critic_loss=loss, gamma=gamma, seed=seed,
-        device=device, learning_starts=int(20_000 * scale), buffer_size=200_000, batch_size=512 if not quick else 128,
+        device=device, learning_starts=int(20_000 * scale), buffer_size=200_000, batch_size=batch_size,
     )  # fmt: skip
     val = GridValidationCallback(
         eval_freq=max(1000, steps // 20), episodes=_source(SHIFTED), n_episodes=None if not quick else 20
@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--steps", type=int, default=None, help="env steps per run (paper: 500000)")
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--gammas", nargs="+", type=float, default=None)
+    parser.add_argument("--batch-size", type=int, default=None, help="update batch (paper: 512; --quick: 128)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--speed", action="store_true")
@@ -108,9 +109,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     steps = args.steps or (20_000 if args.quick else 500_000)
     seeds = args.seeds or (1 if args.quick else 3)
     gammas = args.gammas or ([0.99] if args.quick else [0.99, 1.0])
+    batch_size = args.batch_size or (128 if args.quick else 512)
     configs = [(loss, 0.1) for loss in ("is", "sp", "emse")] + [("mse", 0.0)]
     jobs = [
-        {"loss": loss, "alpha": a, "gamma": g, "seed": s, "steps": steps, "device": args.device, "quick": args.quick}
+        {"loss": loss, "alpha": a, "gamma": g, "seed": s, "steps": steps, "device": args.device, "quick": args.quick,
+         "batch_size": batch_size}
         for g in gammas for loss, a in configs for s in range(seeds)
     ]  # fmt: skip
     runs = run_parallel(train_grid, jobs, args.workers)
@@ -121,7 +124,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         groups[(run["loss"], run["alpha"], run["gamma"])].append(run)
     names = list(DISTRIBUTIONS)
     lines = [
-        f"Configuration: {steps} env steps, {seeds} seed(s), γ ∈ {gammas}; mean test return (released test episodes)",
+        f"Configuration: {steps} env steps, {seeds} seed(s), γ ∈ {gammas}, batch {batch_size}; "
+        "mean test return (released test episodes)",
         "",
         "| agent | γ | " + " | ".join(names) + " | mean ÷ greedy |",
         "|---|---|" + "---|" * (len(names) + 1),
@@ -140,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "item_pickup.md").write_text(text + "\n")
     _plot(groups, str(RESULTS / "item_pickup.png"))
-    payload = {"steps": steps, "seeds": seeds, "gammas": gammas, "table": table, "runs": runs}
+    payload = {"steps": steps, "seeds": seeds, "gammas": gammas, "batch_size": batch_size, "table": table, "runs": runs}
     print(f"wrote {write_json('item_pickup.json', payload)}, item_pickup.md, item_pickup.png")
     return payload
 

@@ -19,6 +19,7 @@ import torch as th
 __all__ = [
     "certainty_equivalent",
     "certainty_equivalent_with_se",
+    "effective_sample_size",
     "entropic_risk",
     "gaussian_certainty_equivalent",
 ]
@@ -124,6 +125,21 @@ def certainty_equivalent_with_se(
     w = np.exp(z - z.max(axis=dim, keepdims=True))
     rel_sd = w.std(axis=dim, ddof=1) / w.mean(axis=dim)
     return ce, rel_sd / (abs(alpha) * math.sqrt(n))
+
+
+def effective_sample_size(log_weights: th.Tensor, dim: int = -1) -> th.Tensor:
+    """Kish's effective sample size (Σw)²/Σw² of weights w = e^{log_weights}, via log-sum-exp.
+
+    n for equal weights, 1 when one weight dominates. For the entropic losses the weights are
+    e^{αδ} (critic) or e^{−α·gain} (actor): a small ESS means a few samples of the batch carry the
+    whole gradient (heavy-tailed e^{αδ}, the failure mode of the exponential losses at large α).
+
+    :param log_weights: log w, shape ``(*, n)`` (any finite values; −inf gives weight 0).
+    :param dim: the sample axis.
+    :return: ESS in [1, n], shape ``(*)`` with ``dim`` removed.
+    """
+    lw = log_weights.detach()
+    return th.exp(2.0 * th.logsumexp(lw, dim=dim) - th.logsumexp(2.0 * lw, dim=dim))
 
 
 def entropic_risk(samples: ArrayT, risk_aversion: float, dim: int | None = None) -> ArrayT:

@@ -17,7 +17,7 @@ from is_envs.finance import BachelierSimulator, BachelierTask, reference_solutio
 from is_sb3.ac.policies import RiskACPolicy
 from is_sb3.common import check_risk_settings, make_env
 from is_sb3.losses import critic_loss, exponential_utility_actor_loss
-from is_sb3.risk import certainty_equivalent_with_se
+from is_sb3.risk import certainty_equivalent_with_se, effective_sample_size
 from is_sb3.schedules import WarmupConstantCosine
 
 __all__ = ["RiskAC"]
@@ -196,6 +196,7 @@ class RiskAC(BaseAlgorithm):
             "_s0_obs",
             "_ref_value",
             "_ref_action",
+            "_last_ess",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
@@ -233,6 +234,12 @@ class RiskAC(BaseAlgorithm):
         self._clip(policy.actor)
         policy.actor_optimizer.step()
         polyak_update(policy.critic.parameters(), policy.critic_target.parameters(), self.tau)
+        # share of the batch carrying each gradient (Kish ESS of e^{αδ} and e^{−α·gain}); on device, no sync
+        alpha = self.risk_aversion
+        self._last_ess = (
+            th.stack([effective_sample_size(alpha * (value - target)), effective_sample_size(-alpha * gain)])
+            / self.batch_size
+        )
         return c_loss.detach(), a_loss.detach()
 
     @th.no_grad()
@@ -285,13 +292,13 @@ class RiskAC(BaseAlgorithm):
         )
         cb.on_training_start(locals(), globals())
         optimizers = [self.policy.actor_optimizer, self.policy.critic_optimizer]
-        sums = th.zeros(2, device=self.device)
+        sums = th.zeros(4, device=self.device)
         n_sum = 0
         while self.num_timesteps < total_timesteps:
             self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
             self._update_learning_rate(optimizers)
             c_loss, a_loss = self.train_step()
-            sums += th.stack([c_loss, a_loss])
+            sums += th.cat([th.stack([c_loss, a_loss]), self._last_ess])
             n_sum += 1
             self.num_timesteps += 1
             self._n_updates += 1
@@ -313,10 +320,13 @@ class RiskAC(BaseAlgorithm):
         return self
 
     def _log(self, mean_losses: th.Tensor) -> None:
-        c_loss, a_loss = mean_losses.tolist()
+        """Dump the means since the last dump: losses and the ESS fractions of the exponential weights."""
+        c_loss, a_loss, critic_ess, actor_ess = mean_losses.tolist()
         elapsed = max((time.time_ns() - self.start_time) / 1e9, 1e-9)
         self.logger.record("train/critic_loss", c_loss)
         self.logger.record("train/actor_loss", a_loss)
+        self.logger.record("train/critic_ess_fraction", critic_ess)
+        self.logger.record("train/actor_ess_fraction", actor_ess)
         self.logger.record("train/n_updates", self._n_updates)
         self.logger.record("train/risk_aversion", self.risk_aversion)
         self.logger.record("time/iterations_per_s", (self.num_timesteps - self._num_timesteps_at_start) / elapsed)

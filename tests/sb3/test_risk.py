@@ -6,13 +6,14 @@ import math
 import numpy as np
 import pytest
 import torch as th
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import logsumexp
 
 from is_sb3.risk import (
     certainty_equivalent,
     certainty_equivalent_with_se,
+    effective_sample_size,
     entropic_risk,
     gaussian_certainty_equivalent,
 )
@@ -117,3 +118,21 @@ def test_bad_input() -> None:
         certainty_equivalent(np.ones((0, 2)), 1.0, dim=0)
     with pytest.raises(ValueError, match="at least 2 samples"):
         certainty_equivalent_with_se(np.ones(1), 1.0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(-50, 50), min_size=1, max_size=20), st.floats(-1e3, 1e3))
+def test_effective_sample_size_by_hand(log_w: list[float], shift: float) -> None:
+    lw = th.tensor(log_w, dtype=th.float64)
+    w = np.exp(np.array(log_w) - max(log_w))
+    expected = w.sum() ** 2 / (w**2).sum()  # Kish's formula, computed directly
+    assert float(effective_sample_size(lw)) == pytest.approx(expected, rel=1e-9)
+    assert float(effective_sample_size(lw + shift)) == pytest.approx(expected, rel=1e-9)  # scale-free
+    assert 1.0 - 1e-9 <= float(effective_sample_size(lw)) <= len(log_w) + 1e-9
+
+
+def test_effective_sample_size_extremes() -> None:
+    assert float(effective_sample_size(th.zeros(8))) == pytest.approx(8.0)
+    assert float(effective_sample_size(th.tensor([0.0, -float("inf"), -float("inf")]))) == pytest.approx(1.0)
+    batch = effective_sample_size(th.tensor([[0.0, 0.0], [0.0, -1e4]]))
+    assert batch.tolist() == pytest.approx([2.0, 1.0])

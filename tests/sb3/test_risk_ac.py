@@ -83,9 +83,11 @@ def test_tensorboard_receives_training_and_reference_metrics(tmp_path: Path) -> 
     expected = {
         "train/critic_loss", "train/actor_loss", "train/learning_rate", "eval/value_s0", "eval/ce_return",
         "eval/ce_return_se", "reference/value_rmse", "reference/value_rel_rmse", "reference/policy_rmse",
-        "reference/policy_rel_rmse",
+        "reference/policy_rel_rmse", "train/critic_ess_fraction", "train/actor_ess_fraction",
     }  # fmt: skip
     assert expected <= tags
+    ess = [e.value for e in EventAccumulator(str(run_dir)).Reload().Scalars("train/critic_ess_fraction")]
+    assert all(0.0 < v <= 1.0 for v in ess)
 
 
 def test_predict_follows_sb3_conventions() -> None:
@@ -133,3 +135,19 @@ def test_networks_work_in_units_of_alpha_and_the_target_critic_is_polyak() -> No
         th.testing.assert_close(tgt, 0.75 * old + 0.25 * new)
     with pytest.raises(ValueError, match="tau"):
         RiskAC("MlpPolicy", "is_envs/BachelierTrading-v0", tau=0.0)
+
+
+@pytest.mark.skipif(not th.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("loss", ["is", "sp", "emse", "mse"])
+def test_cuda_training_has_no_host_syncs_per_iteration(loss: str) -> None:
+    model = RiskAC("MlpPolicy", "is_envs/QuadraticPenalty-v0", risk_aversion=2.0, critic_loss=loss, seed=0,
+                   **{**FAST, "device": "cuda"})  # fmt: skip
+    model.train_step()  # first call: allocations, cuBLAS handles
+    th.cuda.synchronize()
+    th.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            model.train_step()
+    finally:
+        th.cuda.set_sync_debug_mode("default")
+    assert model.policy.critic[0].weight.is_cuda
