@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import RESULTS, run_parallel, train_risk_ac, write_json
+from benchmarks.common import RESULTS, result_stem, run_parallel, train_risk_ac, write_json
 
 #: name -> (env id, risk aversion α); k = ασ² for the quadratic task
 TASKS: dict[str, tuple[str, float]] = {
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     text = markdown(table, config)
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = "analytic" + (f"_{args.tag}" if args.tag else "")
+    stem = result_stem("analytic", args.tag)
     (RESULTS / f"{stem}.md").write_text(text + "\n")
     plot(runs, key_of, args.tasks, str(RESULTS / f"{stem}.png"))
     payload = {"config": config, "table": table, "runs": runs}

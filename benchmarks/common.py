@@ -11,7 +11,7 @@ from typing import Any
 
 from is_sb3.parallel import run_parallel
 
-__all__ = ["RESULTS", "data_dir", "rate", "run_parallel", "train_risk_ac", "write_json"]
+__all__ = ["RESULTS", "data_dir", "rate", "result_stem", "run_parallel", "train_risk_ac", "write_json"]
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -33,6 +33,11 @@ def rate(fn: Callable[[], int], min_seconds: float) -> float:
         spent += dt
         best = max(best, units / dt)
     return best
+
+
+def result_stem(name: str, tag: str = "") -> str:
+    """File stem of a benchmark's results: ``name`` or ``name_tag`` (runs of other configurations)."""
+    return f"{name}_{tag}" if tag else name
 
 
 def write_json(name: str, payload: dict[str, Any], out_dir: Path = RESULTS) -> Path:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import RESULTS, data_dir, run_parallel, write_json
+from benchmarks.common import RESULTS, data_dir, result_stem, run_parallel, write_json
 
 SHIFTED = "gradient2"
 
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--gammas", nargs="+", type=float, default=None)
     parser.add_argument("--batch-size", type=int, default=None, help="update batch (paper: 512; --quick: 128)")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--tag", default="", help="suffix of the result files (item_pickup_<tag>.*)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--speed", action="store_true")
     args = parser.parse_args(argv)
@@ -142,10 +143,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     text = "\n".join(lines)
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "item_pickup.md").write_text(text + "\n")
-    _plot(groups, str(RESULTS / "item_pickup.png"))
+    stem = result_stem("item_pickup", args.tag)
+    (RESULTS / f"{stem}.md").write_text(text + "\n")
+    _plot(groups, str(RESULTS / f"{stem}.png"))
     payload = {"steps": steps, "seeds": seeds, "gammas": gammas, "batch_size": batch_size, "table": table, "runs": runs}
-    print(f"wrote {write_json('item_pickup.json', payload)}, item_pickup.md, item_pickup.png")
+    print(f"wrote {write_json(f'{stem}.json', payload)}, {stem}.md, {stem}.png")
     return payload
 
 
