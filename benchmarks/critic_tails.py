@@ -57,7 +57,10 @@ class _Trace(BaseCallback):
         self.rows: list[dict[str, float]] = []
 
     def _on_step(self) -> bool:
+        from is_sb3 import RiskAC
+
         model = self.model
+        assert isinstance(model, RiskAC) and model.task is not None
         if model.num_timesteps % self.every == 0:
             sim, task = model.simulator, model.task
             t = th.tensor([0, task.horizon - 1, task.horizon - 1], device=model.device)
