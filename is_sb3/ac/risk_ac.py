@@ -53,6 +53,13 @@ class RiskAC(BaseAlgorithm):
     100k-iteration run (102.4 M simulated transitions at the default batch size); callbacks and the
     progress bar count iterations.
 
+    **Logged** (``self.logger``, TensorBoard when ``tensorboard_log`` is set): ``train/critic_loss``,
+    ``train/actor_loss``, ``train/learning_rate``, ``train/critic_ess_fraction`` and
+    ``train/actor_ess_fraction`` (Kish effective sample size of e^{αδ} and e^{−α·gain} over the batch,
+    as a share of it: near 0 means a few samples drive the update), and every ``eval_freq`` iterations
+    ``eval/value_s0``, ``eval/ce_return`` ± ``eval/ce_return_se`` (Monte-Carlo CE of the policy's
+    return) and, with a reference answer, ``reference/{value,policy}_{rmse,rel_rmse}``.
+
     The environment is used for its task (dynamics, differentiable reward, reference answer); it must
     be a Bachelier task of :mod:`is_envs.finance` (an instance, a wrapped env or an env id).
 
