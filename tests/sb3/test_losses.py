@@ -263,3 +263,28 @@ def test_actor_loss_has_the_direction_of_equation_14(alpha: float) -> None:
     assert th.isfinite(exponential_utility_actor_loss(huge, alpha)).all()
     y = th.randn(8, dtype=F64)
     assert th.equal(exponential_utility_actor_loss(y, 0.0), -y)
+
+
+@pytest.mark.parametrize("k", [0.2, 0.4])
+def test_is_gradient_vanishes_at_the_closed_form_and_its_weights_have_the_predicted_second_moment(k: float) -> None:
+    """Under V*, π* of the quadratic task, r + V*(s') − V*(s) = −½Z² − log(1 − k)/(2α) exactly, so the IS
+    weights w = e^{αδ} have mean 1 (the IS gradient (w − 1)/α vanishes in expectation: V* is its fixed
+    point) and second moment (1 − k)/√(1 − 2k), which is infinite from k = ½ on; SP's gradient does not
+    vanish there (its bias), MSE's is −E[δ] ≠ 0."""
+    from is_envs.finance import BachelierSimulator, QuadraticPenaltyTask, reference_solution
+
+    task = QuadraticPenaltyTask()
+    alpha = k / task.sigma**2
+    ref = reference_solution(task, alpha)
+    tr = BachelierSimulator(task, "cpu", th.float64, seed=0).sample_transitions(400_000)
+    t, s, s_next, done = (x.numpy() for x in tr)
+    v_next = np.where(done, 0.0, ref.value(np.minimum(t + 1, task.horizon - 1), s_next))
+    delta = ref.value(t, s) - (task.reward(t, s, ref.action(t, s), s_next) + v_next)
+    w = np.exp(alpha * delta)
+    n = len(w)
+    assert abs(w.mean() - 1.0) < 4 * w.std() / math.sqrt(n)
+    w2 = w**2
+    assert w2.mean() == pytest.approx((1 - k) / math.sqrt(1 - 2 * k), abs=4 * w2.std() / math.sqrt(n))
+    assert abs(delta.mean()) > 10 * delta.std() / math.sqrt(n)  # the MSE fixed point is elsewhere
+    sp_grad = 2 * delta * expit(alpha * delta)
+    assert abs(sp_grad.mean()) > 5 * sp_grad.std() / math.sqrt(n)  # and so is SP's (5 standard errors)
