@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import RESULTS, result_stem, run_parallel, train_risk_ac, write_json
+from benchmarks.common import result_stem, run_parallel, train_risk_ac, write_json, write_results
 
 #: name -> (env id, risk aversion α); k = ασ² for the quadratic task
 TASKS: dict[str, tuple[str, float]] = {
@@ -207,13 +207,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{iterations} iterations, {seeds} seed(s), batch 1024, paper schedule (peak lr 1e-4), device {args.device}"
     )
     text = markdown(table, config)
-    print(text)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = result_stem("analytic", args.tag)
-    (RESULTS / f"{stem}.md").write_text(text + "\n")
-    plot(runs, key_of, args.tasks, str(RESULTS / f"{stem}.png"))
     payload = {"config": config, "table": table, "runs": runs}
-    print(f"wrote {write_json(f'{stem}.json', payload)}, {stem}.md, {stem}.png")
+    write_results(result_stem("analytic", args.tag), text, payload, lambda path: plot(runs, key_of, args.tasks, path))
     return payload
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from is_sb3.parallel import run_parallel
 
-__all__ = ["RESULTS", "data_dir", "rate", "result_stem", "run_parallel", "train_risk_ac", "write_json"]
+__all__ = ["RESULTS", "data_dir", "rate", "result_stem", "run_parallel", "train_risk_ac", "write_json", "write_results"]
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -45,6 +45,16 @@ def write_json(name: str, payload: dict[str, Any], out_dir: Path = RESULTS) -> P
     path = out_dir / name
     path.write_text(json.dumps(payload, indent=2))
     return path
+
+
+def write_results(stem: str, markdown: str, payload: dict[str, Any], plot: Callable[[str], None] | None = None) -> None:
+    """Print the Markdown table and write ``<stem>.md``, ``<stem>.json`` and (via ``plot(path)``) ``<stem>.png``."""
+    print(markdown)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stem}.md").write_text(markdown + "\n")
+    if plot is not None:
+        plot(str(RESULTS / f"{stem}.png"))
+    print(f"wrote {write_json(f'{stem}.json', payload)}, {stem}.md" + (f", {stem}.png" if plot else ""))
 
 
 def train_risk_ac(

@@ -21,7 +21,7 @@ import numpy as np
 import torch as th
 from torch import nn
 
-from benchmarks.common import RESULTS, write_json
+from benchmarks.common import write_results
 from is_sb3.diagnostics import hessian_eigenvalues, is_divergence, risk_ac_critic_loss, spectrum_summary
 
 LENGTH = 64
@@ -194,12 +194,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ev = c["eigenvalues"]
         lines.append(f"| {loss} | {ev[0]:.3g} | {ev[0] / ev[-1]:.3g} | {100 * c['value_rel_rmse']:.1f} % |")
     text = "\n".join(lines)
-    print(text)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "conditioning.md").write_text(text + "\n")
-    _plot(runs, critics, str(RESULTS / "conditioning.png"))
     payload = {"steps": steps, "seeds": seeds, "runs": runs, "critics": critics}
-    print(f"wrote {write_json('conditioning.json', payload)}, conditioning.md, conditioning.png")
+    write_results("conditioning", text, payload, lambda path: _plot(runs, critics, path))
     return payload
 
 

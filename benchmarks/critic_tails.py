@@ -24,7 +24,7 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 
-from benchmarks.common import RESULTS, run_parallel, write_json
+from benchmarks.common import run_parallel, write_results
 from is_sb3.ac.policies import RiskACPolicy
 
 SETUPS = ["joint", "frozen actor", "frozen actor, SGD"]
@@ -133,12 +133,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"| {100 * f['value_rel_rmse']:.0f} % | {last['curvature_last_step']:.3f} | {100 * ess:.2f} % |"
         )
     text = "\n".join(lines)
-    print(text)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "critic_tails.md").write_text(text + "\n")
-    _plot(runs, str(RESULTS / "critic_tails.png"))
     payload = {"iterations": iterations, "runs": runs}
-    print(f"wrote {write_json('critic_tails.json', payload)}, critic_tails.md, critic_tails.png")
+    write_results("critic_tails", text, payload, lambda path: _plot(runs, path))
     return payload
 
 

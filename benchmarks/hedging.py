@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import RESULTS, run_parallel, train_risk_ac, write_json
+from benchmarks.common import result_stem, run_parallel, train_risk_ac, write_results
 
 ENV_ID = "is_envs/OptionHedging-v0"
 ALPHAS = [0.1, 0.3, 1.0, 3.0, 10.0]
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--losses", nargs="+", default=LOSSES, choices=LOSSES)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--tag", default="", help="suffix of the result files (hedging_<tag>.*)")
     args = parser.parse_args(argv)
     iterations = args.iterations or (3000 if args.quick else 300_000)
     seeds = args.seeds or (1 if args.quick else 5)
@@ -87,12 +88,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f" | {row['first_iteration_within_1pct']:.0f} |"
         )
     text = "\n".join(lines)
-    print(text)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "hedging.md").write_text(text + "\n")
-    plot(table, args.alphas, args.losses, str(RESULTS / "hedging.png"))
     payload = {"config": config, "table": table, "runs": runs}
-    print(f"wrote {write_json('hedging.json', payload)}, hedging.md, hedging.png")
+    stem = result_stem("hedging", args.tag)
+    write_results(stem, text, payload, lambda path: plot(table, args.alphas, args.losses, path))
     return payload
 
 

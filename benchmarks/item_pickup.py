@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import RESULTS, data_dir, result_stem, run_parallel, write_json
+from benchmarks.common import data_dir, result_stem, run_parallel, write_json, write_results
 
 SHIFTED = "gradient2"
 
@@ -141,13 +141,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         table[f"{label} γ={gamma}"] = {"mean_return": means, "relative_to_greedy": rel}
         lines.append(f"| {label} | {gamma} | " + " | ".join(f"{means[n]:.1f}" for n in names) + f" | {rel:.2f} |")
     text = "\n".join(lines)
-    print(text)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = result_stem("item_pickup", args.tag)
-    (RESULTS / f"{stem}.md").write_text(text + "\n")
-    _plot(groups, str(RESULTS / f"{stem}.png"))
     payload = {"steps": steps, "seeds": seeds, "gammas": gammas, "batch_size": batch_size, "table": table, "runs": runs}
-    print(f"wrote {write_json(f'{stem}.json', payload)}, {stem}.md, {stem}.png")
+    write_results(result_stem("item_pickup", args.tag), text, payload, lambda path: _plot(groups, path))
     return payload
 
 
