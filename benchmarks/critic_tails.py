@@ -8,7 +8,8 @@ the actor out of the picture step by step:
 
 - ``joint``: the algorithm as shipped (actor and critic learn);
 - ``frozen actor``: the actor is the optimal hedge π*(s) = S − S_0 (only the critic learns);
-- ``frozen actor, SGD``: the same with plain SGD (lr 1e-2) instead of Adam for the critic.
+- ``frozen actor, SGD``: the same with plain SGD (lr 1e-2) instead of Adam for the critic;
+- ``frozen critic`` (not in the default set): the critic is the closed form V*, only the actor learns.
 
 Each run reports V(s_0) against V*(s_0), the relative value RMSE, the fitted curvature of V(T−1, ·)
 against the true ½, and the Kish effective sample size of the IS weights e^{αδ} (the share of the
@@ -24,10 +25,10 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 
-from benchmarks.common import run_parallel, write_results
+from benchmarks.common import result_stem, run_parallel, write_results
 from is_sb3.ac.policies import RiskACPolicy
 
-SETUPS = ["joint", "frozen actor", "frozen actor, SGD"]
+SETUPS = ["joint", "frozen actor", "frozen actor, SGD", "frozen critic"]
 
 
 class OptimalHedgePolicy(RiskACPolicy):
@@ -46,6 +47,34 @@ class OptimalHedgePolicy(RiskACPolicy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         return {**super()._get_constructor_parameters(), "price_scale": self.price_scale}
+
+
+class ExactCriticPolicy(RiskACPolicy):
+    """RiskAC's policy with the critic (and its target) replaced by the quadratic task's closed form.
+
+    V*(t, S) = −½(S − S_0)² + (T − t)/(2α)·log(1 − k), from the observation [t/T, (S − S_0)/(σ√T)];
+    the critic network stays in the graph with weight 0.
+    """
+
+    def __init__(self, *args: Any, price_scale: float = 1.0, horizon: int = 10, k: float = 0.2, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.price_scale, self.horizon, self.k = price_scale, horizon, k
+
+    def _exact(self, obs: th.Tensor) -> th.Tensor:
+        alpha = self.k / (self.price_scale**2 / self.horizon)
+        x = obs[:, 1] * self.price_scale
+        steps_left = self.horizon * (1.0 - obs[:, 0])
+        return -0.5 * x**2 + steps_left / (2 * alpha) * float(np.log(1 - self.k))
+
+    def value(self, obs: th.Tensor) -> th.Tensor:
+        return self._exact(obs) + 0.0 * self.critic(obs).squeeze(-1)
+
+    def target_value(self, obs: th.Tensor) -> th.Tensor:
+        return self._exact(obs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        extra = {"price_scale": self.price_scale, "horizon": self.horizon, "k": self.k}
+        return {**super()._get_constructor_parameters(), **extra}
 
 
 class _Trace(BaseCallback):
@@ -86,9 +115,12 @@ def run(k: float, setup: str, iterations: int, seed: int = 0) -> dict[str, Any]:
     sigma2 = 0.1
     alpha = k / sigma2
     kwargs: dict[str, Any] = {}
-    if setup != "joint":
+    if setup.startswith("frozen actor"):
         kwargs["policy"] = OptimalHedgePolicy
         kwargs["policy_kwargs"] = {"price_scale": float(np.sqrt(sigma2 * 10))}
+    elif setup == "frozen critic":
+        kwargs["policy"] = ExactCriticPolicy
+        kwargs["policy_kwargs"] = {"price_scale": float(np.sqrt(sigma2 * 10)), "k": k}
     if setup.endswith("SGD"):
         kwargs["policy_kwargs"].update(optimizer_class=th.optim.SGD, optimizer_kwargs={})
         kwargs["learning_rate"] = 1e-2
@@ -112,18 +144,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2000 iterations per run")
     parser.add_argument("--iterations", type=int, default=None)
-    parser.add_argument("--setups", nargs="+", default=SETUPS, choices=SETUPS)
+    parser.add_argument("--setups", nargs="+", default=SETUPS[:3], choices=SETUPS)
+    parser.add_argument("--tag", default="", help="suffix of the result files (critic_tails_<tag>.*)")
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
     iterations = args.iterations or (2000 if args.quick else 20_000)
     jobs = [{"k": k, "setup": setup, "iterations": iterations} for k in (0.2, 0.5) for setup in args.setups]
     runs = run_parallel(run, jobs, args.workers)
+    text = markdown(runs, iterations)
+    payload = {"iterations": iterations, "runs": runs}
+    write_results(result_stem("critic_tails", args.tag), text, payload, lambda path: _plot(runs, path))
+    return payload
+
+
+def markdown(runs: list[dict[str, Any]], iterations: int) -> str:
+    """The results table: final V(s0), value and policy errors, curvature, ESS share."""
     lines = [
         f"{iterations} iterations per run, IS loss, quadratic task (σ² = 0.1, α = k/σ²), seed 0.",
         "",
-        "| k | set-up | V(s0) learned | V*(s0) | value rel. RMSE | curvature of V(T−1,·) (true 0.5) "
-        "| critic ESS share (mean of last quarter) |",
-        "|---|---|---|---|---|---|---|",
+        "| k | set-up | V(s0) learned | V*(s0) | value rel. RMSE | policy rel. RMSE "
+        "| curvature of V(T−1,·) (true 0.5) | critic ESS share (mean of last quarter) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         f, last = r["final"], r["trace"][-1]
@@ -131,12 +172,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ess = float(np.mean([row["critic_ess_fraction"] for row in tail]))
         lines.append(
             f"| {r['k']} | {r['setup']} | {f['value_s0']:.3f} | {f['reference_value_s0']:.3f} "
-            f"| {100 * f['value_rel_rmse']:.0f} % | {last['curvature_last_step']:.3f} | {100 * ess:.2f} % |"
+            f"| {100 * f['value_rel_rmse']:.0f} % | {100 * f['policy_rel_rmse']:.1f} % "
+            f"| {last['curvature_last_step']:.3f} | {100 * ess:.2f} % |"
         )
-    text = "\n".join(lines)
-    payload = {"iterations": iterations, "runs": runs}
-    write_results("critic_tails", text, payload, lambda path: _plot(runs, path))
-    return payload
+    return "\n".join(lines)
 
 
 def _plot(runs: list[dict[str, Any]], path: str) -> None:
