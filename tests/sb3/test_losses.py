@@ -288,3 +288,27 @@ def test_is_gradient_vanishes_at_the_closed_form_and_its_weights_have_the_predic
     assert abs(delta.mean()) > 10 * delta.std() / math.sqrt(n)  # the MSE fixed point is elsewhere
     sp_grad = 2 * delta * expit(alpha * delta)
     assert abs(sp_grad.mean()) > 5 * sp_grad.std() / math.sqrt(n)  # and so is SP's (5 standard errors)
+
+
+def test_spec_reference_values_of_the_sp_bias_on_the_quadratic_step() -> None:
+    """SPEC §4.2: for one step of the quadratic task (target −½Z², Z ~ N(0, σ²), k = ασ² = 0.5), the
+    minimiser of E[loss(v − Y)] is ½ log(1 − k)/α ≈ −0.347/α for IS but ≈ −0.309/α for SP. Found
+    here by root-finding the expected gradient of the library's losses (autograd) under 120-point
+    Gauss-Hermite quadrature."""
+    from scipy.optimize import brentq
+
+    k, sigma2 = 0.5, 0.1
+    alpha = k / sigma2
+    nodes, weights = np.polynomial.hermite_e.hermegauss(120)
+    y = th.tensor(-0.5 * sigma2 * nodes**2, dtype=th.float64)
+    w = th.tensor(weights / weights.sum(), dtype=th.float64)
+
+    def expected_gradient(name: str, v: float) -> float:
+        pred = th.full_like(y, v, requires_grad=True)
+        (grad,) = th.autograd.grad(critic_loss(name, pred, y, alpha, reduction="none").sum(), pred)
+        return float((w * grad).sum())
+
+    v_is = brentq(lambda v: expected_gradient("is", v), -1.0, 0.0, xtol=1e-12)
+    v_sp = brentq(lambda v: expected_gradient("sp", v), -1.0, 0.0, xtol=1e-12)
+    assert v_is * alpha == pytest.approx(0.5 * math.log(1 - k), abs=1e-6)  # −0.3466
+    assert v_sp * alpha == pytest.approx(-0.309, abs=1e-3)
