@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -13,7 +14,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import polyak_update
 
-from is_envs.finance import BachelierSimulator, BachelierTask, reference_solution, task_of
+from is_envs.finance import BachelierSimulator, BachelierTask, QuadraticPenaltyTask, reference_solution, task_of
 from is_sb3.ac.policies import RiskACPolicy
 from is_sb3.common import check_risk_settings, make_env
 from is_sb3.losses import critic_loss, exponential_utility_actor_loss
@@ -154,8 +155,27 @@ class RiskAC(BaseAlgorithm):
                     "RiskAC needs an environment whose reward r(s, a, s') is known and differentiable in the "
                     f"action (a Bachelier task of is_envs.finance); got {self.env!r}"
                 ) from None
+            self._warn_heavy_tails()
         if _init_setup_model:
             self._setup_model()
+
+    def _warn_heavy_tails(self) -> None:
+        """Warn where the exponential losses' gradients have infinite variance at the solution itself.
+
+        On the quadratic task the IS weight at the optimum is e^{αδ} = √(1 − k)·e^{αZ²/2}, whose second
+        moment (1 − k)/√(1 − 2k) is infinite for k = ασ² ≥ ½ (README: "Why k = 0.5 fails").
+        """
+        task = self.task
+        if isinstance(task, QuadraticPenaltyTask) and self.critic_loss != "mse":
+            k = self.risk_aversion * task.sigma**2
+            if k >= 0.5:
+                warnings.warn(
+                    f"risk_aversion·σ² = {k:g} ≥ 0.5 on the quadratic task: the exponential weights e^{{αδ}} of "
+                    "the critic and actor gradients have infinite variance even at the solution; training is "
+                    "expected to diverge (measured: IS, SP and EMSE all do at k = 0.5)",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
 
     # ------------------------------------------------------------------ setup
     def _setup_model(self) -> None:

@@ -151,3 +151,14 @@ def test_cuda_training_has_no_host_syncs_per_iteration(loss: str) -> None:
     finally:
         th.cuda.set_sync_debug_mode("default")
     assert model.policy.critic[0].weight.is_cuda
+
+
+def test_warns_where_the_exponential_weights_have_infinite_variance() -> None:
+    import warnings
+
+    with pytest.warns(RuntimeWarning, match="infinite variance"):
+        RiskAC("MlpPolicy", "is_envs/QuadraticPenalty-v0", risk_aversion=5.0, seed=0, **FAST)  # k = 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        RiskAC("MlpPolicy", "is_envs/QuadraticPenalty-v0", risk_aversion=4.0, seed=0, **FAST)  # k = 0.4
+        RiskAC("MlpPolicy", "is_envs/QuadraticPenalty-v0", risk_aversion=5.0, critic_loss="mse", seed=0, **FAST)
