@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="3000 iterations, 1 seed, minutes on CPU")
     parser.add_argument("--iterations", type=int, default=None, help="iterations per run (paper: 100000)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per configuration (paper: 5)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed, first-seed + 1, ...")
     parser.add_argument("--losses", nargs="+", default=LOSSES, choices=LOSSES)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--workers", type=int, default=1, help="parallel processes")
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     jobs = [
         {"env_id": TASKS[t][0], "risk_aversion": TASKS[t][1], "critic_loss": loss, "seed": seed,
          "iterations": iterations, "device": args.device}
-        for t in args.tasks for loss in args.losses for seed in range(seeds)
+        for t in args.tasks for loss in args.losses for seed in range(args.first_seed, args.first_seed + seeds)
     ]  # fmt: skip
     runs = run_parallel(train_risk_ac, jobs, args.workers)
     key_of = {v: k for k, v in TASKS.items()}

@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="3000 iterations, 1 seed")
     parser.add_argument("--iterations", type=int, default=None, help="iterations per run (paper: 300000)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds (paper: 5)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed, first-seed + 1, ...")
     parser.add_argument("--alphas", nargs="+", type=float, default=ALPHAS)
     parser.add_argument("--losses", nargs="+", default=LOSSES, choices=LOSSES)
     parser.add_argument("--workers", type=int, default=1)
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     jobs = [
         {"env_id": ENV_ID, "risk_aversion": a, "critic_loss": loss, "seed": seed, "iterations": iterations,
          "device": args.device, "warmup": warmup}
-        for a in args.alphas for loss in args.losses for seed in range(seeds)
+        for a in args.alphas for loss in args.losses for seed in range(args.first_seed, args.first_seed + seeds)
     ]  # fmt: skip
     runs = run_parallel(train_risk_ac, jobs, args.workers)
     groups: dict[tuple[float, str], list[dict[str, Any]]] = defaultdict(list)
