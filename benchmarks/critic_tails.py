@@ -26,55 +26,57 @@ import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 
 from benchmarks.common import result_stem, run_parallel, write_results
+from is_envs.finance import BachelierTask, QuadraticPenaltyTask, reference_solution
 from is_sb3.ac.policies import RiskACPolicy
 
 SETUPS = ["joint", "frozen actor", "frozen actor, SGD", "frozen critic"]
 
 
-class OptimalHedgePolicy(RiskACPolicy):
-    """RiskAC's policy with the actor replaced by the quadratic task's optimal hedge a = S − S_0.
+class _ReferencePolicy(RiskACPolicy):
+    """RiskAC's policy with a part replaced by the task's reference solution (its closed form here).
 
-    The observation's price coordinate is (S − S_0)/(σ√T), so a = obs[:, 1]·σ√T; the actor network
-    stays in the graph with weight 0, so its optimizer runs but never moves the action.
+    Observations [t/T, (S − S_0)/(σ√T)] are mapped back to (t, S) and answered by
+    :func:`~is_envs.finance.reference_solution`; the replaced network stays in the graph with weight 0,
+    so its optimizer runs but never moves the output.
+
+    :param task: the Bachelier task.
+    :param reference_risk_aversion: α of the reference solution.
     """
 
-    def __init__(self, *args: Any, price_scale: float = 1.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, task: BachelierTask, reference_risk_aversion: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.price_scale = price_scale
+        self.task, self.reference_risk_aversion = task, reference_risk_aversion
+        self.reference = reference_solution(task, reference_risk_aversion)
+
+    def _state(self, obs: th.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        o = obs.detach().double().cpu().numpy()
+        t = np.rint(o[:, 0] * self.task.horizon).astype(np.int64)
+        return t, self.task.s0 + o[:, 1] * self.task.sigma * np.sqrt(self.task.horizon)
+
+    def _as_tensor(self, x: np.ndarray, like: th.Tensor) -> th.Tensor:
+        return th.as_tensor(x, dtype=like.dtype, device=like.device)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        extra = {"task": self.task, "reference_risk_aversion": self.reference_risk_aversion}
+        return {**super()._get_constructor_parameters(), **extra}
+
+
+class OptimalHedgePolicy(_ReferencePolicy):
+    """The actor is the reference policy π*(s) (for the quadratic task, a = S − S_0)."""
 
     def action(self, obs: th.Tensor) -> th.Tensor:
-        return obs[:, 1:2] * self.price_scale + 0.0 * self.actor(obs)
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        return {**super()._get_constructor_parameters(), "price_scale": self.price_scale}
+        a = self._as_tensor(self.reference.action(*self._state(obs)), obs)
+        return a.unsqueeze(-1) + 0.0 * self.actor(obs)
 
 
-class ExactCriticPolicy(RiskACPolicy):
-    """RiskAC's policy with the critic (and its target) replaced by the quadratic task's closed form.
-
-    V*(t, S) = −½(S − S_0)² + (T − t)/(2α)·log(1 − k), from the observation [t/T, (S − S_0)/(σ√T)];
-    the critic network stays in the graph with weight 0.
-    """
-
-    def __init__(self, *args: Any, price_scale: float = 1.0, horizon: int = 10, k: float = 0.2, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.price_scale, self.horizon, self.k = price_scale, horizon, k
-
-    def _exact(self, obs: th.Tensor) -> th.Tensor:
-        alpha = self.k / (self.price_scale**2 / self.horizon)
-        x = obs[:, 1] * self.price_scale
-        steps_left = self.horizon * (1.0 - obs[:, 0])
-        return -0.5 * x**2 + steps_left / (2 * alpha) * float(np.log(1 - self.k))
+class ExactCriticPolicy(_ReferencePolicy):
+    """The critic and its target are the reference value V*(s)."""
 
     def value(self, obs: th.Tensor) -> th.Tensor:
-        return self._exact(obs) + 0.0 * self.critic(obs).squeeze(-1)
+        return self.target_value(obs) + 0.0 * self.critic(obs).squeeze(-1)
 
     def target_value(self, obs: th.Tensor) -> th.Tensor:
-        return self._exact(obs)
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        extra = {"price_scale": self.price_scale, "horizon": self.horizon, "k": self.k}
-        return {**super()._get_constructor_parameters(), **extra}
+        return self._as_tensor(self.reference.value(*self._state(obs)), obs)
 
 
 class _Trace(BaseCallback):
@@ -115,12 +117,9 @@ def run(k: float, setup: str, iterations: int, seed: int = 0) -> dict[str, Any]:
     sigma2 = 0.1
     alpha = k / sigma2
     kwargs: dict[str, Any] = {}
-    if setup.startswith("frozen actor"):
-        kwargs["policy"] = OptimalHedgePolicy
-        kwargs["policy_kwargs"] = {"price_scale": float(np.sqrt(sigma2 * 10))}
-    elif setup == "frozen critic":
-        kwargs["policy"] = ExactCriticPolicy
-        kwargs["policy_kwargs"] = {"price_scale": float(np.sqrt(sigma2 * 10)), "k": k}
+    if setup != "joint":
+        kwargs["policy"] = ExactCriticPolicy if setup == "frozen critic" else OptimalHedgePolicy
+        kwargs["policy_kwargs"] = {"task": QuadraticPenaltyTask(), "reference_risk_aversion": alpha}
     if setup.endswith("SGD"):
         kwargs["policy_kwargs"].update(optimizer_class=th.optim.SGD, optimizer_kwargs={})
         kwargs["learning_rate"] = 1e-2
