@@ -22,6 +22,7 @@ import numpy as np
 from benchmarks.common import data_dir, result_stem, run_parallel, write_json, write_results
 
 SHIFTED = "gradient2"
+AGENTS = {"is": 0.1, "sp": 0.1, "emse": 0.1, "mse": 0.0}  # critic loss → α (mse: risk-neutral SAC)
 
 
 def _source(name: str) -> Any:
@@ -45,8 +46,9 @@ def train_grid(
         device=device, learning_starts=int(20_000 * scale), buffer_size=200_000, batch_size=batch_size,
     )  # fmt: skip
     val = GridValidationCallback(
-        eval_freq=max(1000, steps // 20), episodes=_source(SHIFTED), n_episodes=None if not quick else 20
-    )
+        eval_freq=max(1000, steps // 20), episodes=_source(SHIFTED), n_episodes=None if not quick else 20,
+        name=f"{loss} α={alpha} γ={gamma} seed {seed}", verbose=1,
+    )  # fmt: skip
     t0 = time.perf_counter()
     model.learn(steps, callback=val)
     seconds = time.perf_counter() - t0
@@ -97,6 +99,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--gammas", nargs="+", type=float, default=None)
     parser.add_argument("--batch-size", type=int, default=None, help="update batch (paper: 512; --quick: 128)")
+    parser.add_argument(
+        "--losses", nargs="+", choices=AGENTS, default=list(AGENTS), help="agents (mse: risk-neutral SAC, α = 0)"
+    )
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--tag", default="", help="suffix of the result files (item_pickup_<tag>.*)")
     parser.add_argument("--device", default="cpu")
@@ -111,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     seeds = args.seeds or (1 if args.quick else 3)
     gammas = args.gammas or ([0.99] if args.quick else [0.99, 1.0])
     batch_size = args.batch_size or (128 if args.quick else 512)
-    configs = [(loss, 0.1) for loss in ("is", "sp", "emse")] + [("mse", 0.0)]
+    configs = [(loss, AGENTS[loss]) for loss in args.losses]
     jobs = [
         {"loss": loss, "alpha": a, "gamma": g, "seed": s, "steps": steps, "device": args.device, "quick": args.quick,
          "batch_size": batch_size}

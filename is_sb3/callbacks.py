@@ -26,6 +26,7 @@ class GridValidationCallback(BaseCallback):
     :param best_model_path: where to save the best model (``None``: do not save).
     :param save_after: no best-model saving before this many steps (Enders: after the entropy is off).
     :param seed: seed of generated episodes (the same episodes at every validation).
+    :param name: label of the printed lines (e.g. the run's configuration).
     :param verbose: 1 prints each validation.
     """
 
@@ -38,9 +39,11 @@ class GridValidationCallback(BaseCallback):
         best_model_path: str | Path | None = None,
         save_after: int = 0,
         seed: int = 0,
+        name: str = "",
         verbose: int = 0,
     ) -> None:
         super().__init__(verbose)
+        self.name = f"[{name}] " if name else ""
         if eval_freq < 1:
             raise ValueError(f"eval_freq must be >= 1, got {eval_freq}")
         self.eval_freq, self.episodes, self.split = eval_freq, episodes, split
@@ -57,7 +60,7 @@ class GridValidationCallback(BaseCallback):
             self.logger.record("validation/mean_return", mean)
             self.logger.record("validation/se_return", float(returns.std(ddof=1) / np.sqrt(len(returns))))
             if self.verbose:
-                print(f"step {self.num_timesteps}: validation mean return {mean:.2f}")
+                print(f"{self.name}step {self.num_timesteps}: validation mean return {mean:.2f}", flush=True)
             if self.num_timesteps >= self.save_after and mean > self.best_mean:
                 self.best_mean = mean
                 if self.best_model_path is not None:

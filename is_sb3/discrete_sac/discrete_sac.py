@@ -81,7 +81,8 @@ class DiscreteRiskSAC(OffPolicyAlgorithm):
     - ``target="enders"``: Enders et al.'s expectation over a' with the entropic risk over actions
       (log-sum-exp), regressed with the Huber loss (δ = ``huber_delta``).
 
-    The actor minimises E_s Σ_a π(a|s)(κ log π(a|s) − min_i Q_i(s, a)). Enders' options: a fixed
+    The actor minimises E_s Σ_a π(a|s)(κ log π(a|s) − min_i Q_i(s, a)) with the critics' values from
+    before the critic step of the same update (as Enders et al.). Enders' options: a fixed
     entropy coefficient κ = ``ent_coef`` set to 0 after ``ent_coef_zero_at`` of training, rewards
     divided by the standard deviation of the rewards in the buffer (``reward_scaling``), L2 on the
     weights (``l2``, as Adam weight decay), gradient-norm clipping per network (``max_grad_norm``),
@@ -238,7 +239,8 @@ class DiscreteRiskSAC(OffPolicyAlgorithm):
                     self.target,
                     next_actions,
                 )
-            q = self._taken(data.observations, actions)
+            q_all_critics = self.policy.q_values(data.observations)  # (n_critics, batch, n_actions)
+            q = [qi.gather(1, actions).squeeze(1) for qi in q_all_critics]  # Q_i(s, a), each (batch,)
             if self.target == "enders":
                 c_loss = sum(functional.huber_loss(qi, y, delta=self.huber_delta) for qi in q)
             else:
@@ -247,11 +249,11 @@ class DiscreteRiskSAC(OffPolicyAlgorithm):
             self.policy.critic_optimizer.zero_grad()
             c_loss.backward()
             self._clip_step(self.policy.critics, self.policy.critic_optimizer)
-            # actor: E_s Σ_a π(a|s)(κ log π(a|s) − min_i Q_i(s, a))
+            # actor: E_s Σ_a π(a|s)(κ log π(a|s) − min_i Q_i(s, a)), with the critics' values from before
+            # their step (Enders et al.'s order; saves two critic forwards per update)
             logits = self.policy.logits(data.observations)
             log_pi = th.log_softmax(logits, dim=-1)
-            with th.no_grad():
-                q_all = self.policy.q_values(data.observations).min(dim=0).values
+            q_all = q_all_critics.detach().min(dim=0).values
             a_loss = (log_pi.exp() * (kappa * log_pi - q_all)).sum(-1).mean()
             self.policy.actor_optimizer.zero_grad()
             a_loss.backward()
@@ -268,10 +270,6 @@ class DiscreteRiskSAC(OffPolicyAlgorithm):
         self.logger.record("train/ent_coef", kappa)
         self.logger.record("train/reward_scale", scale)
         self.logger.record("train/risk_aversion", self.risk_aversion)
-
-    def _taken(self, obs: th.Tensor, actions: th.Tensor) -> list[th.Tensor]:
-        """Q_i(s, a) of the replayed actions for every critic, each shape ``(batch,)``."""
-        return [q(obs).gather(1, actions).squeeze(1) for q in self.policy.critics]
 
     def learn(
         self: SelfDiscreteRiskSAC,
