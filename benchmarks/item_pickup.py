@@ -3,6 +3,7 @@
     python -m benchmarks.item_pickup --quick          # minutes on CPU (20k env steps, 1 seed, γ = 0.99)
     python -m benchmarks.item_pickup                  # paper: 500k env steps, 3 seeds, γ ∈ {0.99, 1}
     python -m benchmarks.item_pickup --speed          # RiskSAC vs SB3 SAC env-steps/s; DiscreteRiskSAC updates/s
+    python -m benchmarks.item_pickup --from-json A.json B.json --tag merged   # merge runs of separate invocations
 
 Losses is / sp / emse at α = 0.1 with the IS paper's sampled target, against risk-neutral SAC (mse,
 α = 0) and the greedy baseline. Validation return on a shifted distribution (gradient2 validation
@@ -13,8 +14,10 @@ episodes (JSON + Markdown). Writes ``benchmarks/results/item_pickup.{json,md,png
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,8 +56,8 @@ def train_grid(
     model.learn(steps, callback=val)
     seconds = time.perf_counter() - t0
     table = shift_table(model, data_dir() if data_dir().is_dir() else None, n_episodes=20 if quick else 100)
-    return {"loss": loss, "alpha": alpha, "gamma": gamma, "seed": seed, "steps": steps, "seconds": seconds,
-            "validation": val.history, "shift": table}  # fmt: skip
+    return {"loss": loss, "alpha": alpha, "gamma": gamma, "seed": seed, "steps": steps, "batch_size": batch_size,
+            "seconds": seconds, "validation": val.history, "shift": table}  # fmt: skip
 
 
 def speed(device: str, quick: bool) -> dict[str, float]:
@@ -106,7 +109,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tag", default="", help="suffix of the result files (item_pickup_<tag>.*)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--speed", action="store_true")
+    parser.add_argument(
+        "--from-json", nargs="+", metavar="FILE", help="no training: re-report (and merge) the runs of these files"
+    )
     args = parser.parse_args(argv)
+    if args.from_json:
+        return report(load_runs(args.from_json), args.tag)
     if args.speed:
         result = speed(args.device, args.quick)
         print(result)
@@ -122,7 +130,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
          "batch_size": batch_size}
         for g in gammas for loss, a in configs for s in range(seeds)
     ]  # fmt: skip
-    runs = run_parallel(train_grid, jobs, args.workers)
+    return report(run_parallel(train_grid, jobs, args.workers), args.tag)
+
+
+def load_runs(paths: list[str]) -> list[dict[str, Any]]:
+    """The runs stored in earlier result files (``item_pickup*.json``), e.g. made by separate invocations."""
+    runs = []
+    for path in paths:
+        payload = json.loads(Path(path).read_text())
+        runs += [{"batch_size": payload.get("batch_size"), **run} for run in payload["runs"]]
+    return runs
+
+
+def report(runs: list[dict[str, Any]], tag: str) -> dict[str, Any]:
+    """Shift table (Markdown + JSON) and validation curves (PNG) of ``runs``, averaged over seeds."""
     from is_envs.grid import DISTRIBUTIONS
 
     groups: dict[tuple[str, float, float], list[dict[str, Any]]] = defaultdict(list)
@@ -130,32 +151,39 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         groups[(run["loss"], run["alpha"], run["gamma"])].append(run)
     names = list(DISTRIBUTIONS)
     lines = [
-        f"Configuration: {steps} env steps, {seeds} seed(s), γ ∈ {gammas}, batch {batch_size}; "
-        "mean test return (released test episodes)",
+        "Mean test return on the released test episodes of each distribution (gradient1: training)",
         "",
-        "| agent | γ | " + " | ".join(names) + " | mean ÷ greedy |",
-        "|---|---|" + "---|" * (len(names) + 1),
+        "| agent | γ | env steps | batch | seeds | " + " | ".join(names) + " | mean ÷ greedy |",
+        "|---|---|---|---|---|" + "---|" * (len(names) + 1),
     ]
     greedy = runs[0]["shift"]
-    lines.append("| greedy | – | " + " | ".join(f"{greedy[n]['greedy_mean_return']:.1f}" for n in names) + " | 1.00 |")
+    greedy_row = " | ".join(f"{greedy[n]['greedy_mean_return']:.1f}" for n in names)
+    lines.append(f"| greedy | – | – | – | – | {greedy_row} | 1.00 |")
     table = {}
     for (loss, alpha, gamma), group in groups.items():
         means = {n: float(np.mean([g["shift"][n]["mean_return"] for g in group])) for n in names}
         rel = float(np.mean([np.mean([g["shift"][n]["relative_to_greedy"] for n in names]) for g in group]))
         label = f"{loss} α={alpha}" if loss != "mse" else "SAC (mse, α=0)"
-        table[f"{label} γ={gamma}"] = {"mean_return": means, "relative_to_greedy": rel}
-        lines.append(f"| {label} | {gamma} | " + " | ".join(f"{means[n]:.1f}" for n in names) + f" | {rel:.2f} |")
+        steps = "/".join(sorted({str(g["steps"]) for g in group}))
+        batch = "/".join(sorted({str(g.get("batch_size")) for g in group}))
+        table[f"{label} γ={gamma}"] = {"mean_return": means, "relative_to_greedy": rel, "seeds": len(group)}
+        lines.append(
+            f"| {label} | {gamma} | {steps} | {batch} | {len(group)} | "
+            + " | ".join(f"{means[n]:.1f}" for n in names)
+            + f" | {rel:.2f} |"
+        )
     text = "\n".join(lines)
-    payload = {"steps": steps, "seeds": seeds, "gammas": gammas, "batch_size": batch_size, "table": table, "runs": runs}
-    write_results(result_stem("item_pickup", args.tag), text, payload, lambda path: _plot(groups, path))
+    payload = {"table": table, "runs": runs}
+    write_results(result_stem("item_pickup", tag), text, payload, lambda path: _plot(groups, path))
     return payload
 
 
 def _plot(groups: dict[tuple[str, float, float], list[dict[str, Any]]], path: str) -> None:
+    from is_envs.grid import GreedyPolicy, evaluate
     from is_sb3.plotting import pyplot, save_figure
 
     plt = pyplot()
-
+    greedy = float(evaluate(GreedyPolicy(), _source(SHIFTED), "validation").mean())
     gammas = sorted({k[2] for k in groups})
     fig, axes = plt.subplots(1, len(gammas), figsize=(6 * len(gammas), 4), squeeze=False)
     for col, gamma in enumerate(gammas):
@@ -166,6 +194,7 @@ def _plot(groups: dict[tuple[str, float, float], list[dict[str, Any]]], path: st
             steps = [s for s, _ in group[0]["validation"]]
             vals = np.mean([[v for _, v in run["validation"]] for run in group], axis=0)
             ax.plot(steps, vals, label=f"{loss} α={alpha}")
+        ax.axhline(greedy, color="k", ls="--", lw=1, label="greedy")
         ax.set(title=f"validation on {SHIFTED} (γ = {gamma})", xlabel="env steps", ylabel="mean return")
         ax.grid(alpha=0.3)
         ax.legend()
