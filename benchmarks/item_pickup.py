@@ -25,6 +25,7 @@ import numpy as np
 from benchmarks.common import data_dir, result_stem, run_parallel, write_json, write_results
 
 SHIFTED = "gradient2"
+ENT_COEF_ZERO_AT = 0.4  # Enders: κ = e^{-2} until 40 % of training, then 0
 AGENTS = {"is": 0.1, "sp": 0.1, "emse": 0.1, "mse": 0.0}  # critic loss → α (mse: risk-neutral SAC)
 
 
@@ -34,8 +35,17 @@ def _source(name: str) -> Any:
 
 
 def train_grid(
-    loss: str, alpha: float, gamma: float, seed: int, steps: int, device: str, quick: bool, batch_size: int
+    loss: str,
+    alpha: float,
+    gamma: float,
+    seed: int,
+    steps: int,
+    device: str,
+    quick: bool,
+    batch_size: int,
+    stop_at: int | None = None,
 ) -> dict[str, Any]:
+    """One agent's run of ``steps`` env steps, or its first ``stop_at`` steps (same entropy schedule)."""
     import torch
 
     from is_envs.grid import shift_table
@@ -44,20 +54,23 @@ def train_grid(
 
     torch.set_num_threads(1)
     scale = 0.1 if quick else 1.0  # quick: shorter warm-up and buffer
+    run_steps = min(stop_at or steps, steps)
+    zero_at = ENT_COEF_ZERO_AT * steps / run_steps  # κ → 0 at 40 % of `steps`, also in a truncated run
     model = DiscreteRiskSAC(
         "CnnPolicy", "is_envs/ItemPickup-v0", risk_aversion=alpha, critic_loss=loss, gamma=gamma, seed=seed,
         device=device, learning_starts=int(20_000 * scale), buffer_size=200_000, batch_size=batch_size,
+        ent_coef_zero_at=zero_at if zero_at <= 1 else None,
     )  # fmt: skip
     val = GridValidationCallback(
         eval_freq=max(1000, steps // 20), episodes=_source(SHIFTED), n_episodes=None if not quick else 20,
         name=f"{loss} α={alpha} γ={gamma} seed {seed}", verbose=1,
     )  # fmt: skip
     t0 = time.perf_counter()
-    model.learn(steps, callback=val)
+    model.learn(run_steps, callback=val)
     seconds = time.perf_counter() - t0
     table = shift_table(model, data_dir() if data_dir().is_dir() else None, n_episodes=20 if quick else 100)
-    return {"loss": loss, "alpha": alpha, "gamma": gamma, "seed": seed, "steps": steps, "batch_size": batch_size,
-            "seconds": seconds, "validation": val.history, "shift": table}  # fmt: skip
+    return {"loss": loss, "alpha": alpha, "gamma": gamma, "seed": seed, "steps": run_steps, "schedule_steps": steps,
+            "batch_size": batch_size, "seconds": seconds, "validation": val.history, "shift": table}  # fmt: skip
 
 
 def speed(device: str, quick: bool) -> dict[str, float]:
@@ -101,6 +114,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--steps", type=int, default=None, help="env steps per run (paper: 500000)")
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--gammas", nargs="+", type=float, default=None)
+    parser.add_argument(
+        "--stop-at", type=int, default=None, help="stop each run after this many of its --steps (partial runs)"
+    )
     parser.add_argument("--batch-size", type=int, default=None, help="update batch (paper: 512; --quick: 128)")
     parser.add_argument(
         "--losses", nargs="+", choices=AGENTS, default=list(AGENTS), help="agents (mse: risk-neutral SAC, α = 0)"
@@ -127,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     configs = [(loss, AGENTS[loss]) for loss in args.losses]
     jobs = [
         {"loss": loss, "alpha": a, "gamma": g, "seed": s, "steps": steps, "device": args.device, "quick": args.quick,
-         "batch_size": batch_size}
+         "batch_size": batch_size, "stop_at": args.stop_at}
         for g in gammas for loss, a in configs for s in range(seeds)
     ]  # fmt: skip
     return report(run_parallel(train_grid, jobs, args.workers), args.tag)
@@ -140,6 +156,11 @@ def load_runs(paths: list[str]) -> list[dict[str, Any]]:
         payload = json.loads(Path(path).read_text())
         runs += [{"batch_size": payload.get("batch_size"), **run} for run in payload["runs"]]
     return runs
+
+
+def _steps_label(run: dict[str, Any]) -> str:
+    done, planned = run["steps"], run.get("schedule_steps", run["steps"])
+    return f"{done}" if done == planned else f"{done} of {planned}"
 
 
 def report(runs: list[dict[str, Any]], tag: str) -> dict[str, Any]:
@@ -164,7 +185,7 @@ def report(runs: list[dict[str, Any]], tag: str) -> dict[str, Any]:
         means = {n: float(np.mean([g["shift"][n]["mean_return"] for g in group])) for n in names}
         rel = float(np.mean([np.mean([g["shift"][n]["relative_to_greedy"] for n in names]) for g in group]))
         label = f"{loss} α={alpha}" if loss != "mse" else "SAC (mse, α=0)"
-        steps = "/".join(sorted({str(g["steps"]) for g in group}))
+        steps = "/".join(sorted({_steps_label(g) for g in group}))
         batch = "/".join(sorted({str(g.get("batch_size")) for g in group}))
         table[f"{label} γ={gamma}"] = {"mean_return": means, "relative_to_greedy": rel, "seeds": len(group)}
         lines.append(
