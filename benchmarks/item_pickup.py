@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import data_dir, result_stem, run_parallel, write_json, write_results
+from benchmarks.common import data_dir, keep_freed_memory, result_stem, run_parallel, write_json, write_results
 
 SHIFTED = "gradient2"
 ENT_COEF_ZERO_AT = 0.4  # Enders: κ = e^{-2} until 40 % of training, then 0
@@ -53,6 +53,7 @@ def train_grid(
     from is_sb3.callbacks import GridValidationCallback
 
     torch.set_num_threads(1)
+    keep_freed_memory()
     scale = 0.1 if quick else 1.0  # quick: shorter warm-up and buffer
     run_steps = min(stop_at or steps, steps)
     zero_at = ENT_COEF_ZERO_AT * steps / run_steps  # κ → 0 at 40 % of `steps`, also in a truncated run
@@ -96,13 +97,20 @@ def speed(device: str, quick: bool) -> dict[str, float]:
     model = DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", learning_starts=2000, device=device, seed=0)
     model.learn(2001)  # fills the buffer, then one update
     n = 20 if quick else 100
-    t0 = time.perf_counter()
-    model.train(gradient_steps=n, batch_size=512)
-    if device.startswith("cuda"):
-        th.cuda.synchronize()
-    updates = n / (time.perf_counter() - t0)
+
+    def updates_per_s() -> float:
+        t0 = time.perf_counter()
+        model.train(gradient_steps=n, batch_size=512)
+        if device.startswith("cuda"):
+            th.cuda.synchronize()
+        return n / (time.perf_counter() - t0)
+
+    default_malloc = updates_per_s()
+    keep_freed_memory()  # as the training runs of this script do
+    updates = updates_per_s()
     out = {"sac_env_steps_per_s": max(stock), "risk_sac_env_steps_per_s": max(risky)}
     out["risk_sac_over_sac"] = out["risk_sac_env_steps_per_s"] / out["sac_env_steps_per_s"]
+    out["discrete_risk_sac_updates_per_s_batch512_default_malloc"] = default_malloc
     out["discrete_risk_sac_updates_per_s_batch512"] = updates
     out["discrete_500k_update_minutes"] = 500_000 / 20 / updates / 60  # updates only, one per 20 env steps
     return out
