@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -25,6 +26,7 @@ import numpy as np
 from benchmarks.common import data_dir, keep_freed_memory, result_stem, run_parallel, write_json, write_results
 
 SHIFTED = "gradient2"
+TRAINING = "gradient1"
 ENT_COEF_ZERO_AT = 0.4  # Enders: κ = e^{-2} until 40 % of training, then 0
 AGENTS = {"is": 0.1, "sp": 0.1, "emse": 0.1, "mse": 0.0}  # critic loss → α (mse: risk-neutral SAC)
 
@@ -47,6 +49,7 @@ def train_grid(
 ) -> dict[str, Any]:
     """One agent's run of ``steps`` env steps, or its first ``stop_at`` steps (same entropy schedule)."""
     import torch
+    from stable_baselines3.common.callbacks import CallbackList
 
     from is_envs.grid import shift_table
     from is_sb3 import DiscreteRiskSAC
@@ -62,16 +65,33 @@ def train_grid(
         device=device, learning_starts=int(20_000 * scale), buffer_size=200_000, batch_size=batch_size,
         ent_coef_zero_at=zero_at if zero_at <= 1 else None,
     )  # fmt: skip
+    eval_freq, n_val = max(1000, steps // 20), None if not quick else 20
     val = GridValidationCallback(
-        eval_freq=max(1000, steps // 20), episodes=_source(SHIFTED), n_episodes=None if not quick else 20,
-        name=f"{loss} α={alpha} γ={gamma} seed {seed}", verbose=1,
+        eval_freq, episodes=_source(SHIFTED), n_episodes=n_val, name=f"{loss} α={alpha} γ={gamma} seed {seed}",
+        verbose=1,
     )  # fmt: skip
-    t0 = time.perf_counter()
-    model.learn(run_steps, callback=val)
-    seconds = time.perf_counter() - t0
-    table = shift_table(model, data_dir() if data_dir().is_dir() else None, n_episodes=20 if quick else 100)
-    return {"loss": loss, "alpha": alpha, "gamma": gamma, "seed": seed, "steps": run_steps, "schedule_steps": steps,
-            "batch_size": batch_size, "seconds": seconds, "validation": val.history, "shift": table}  # fmt: skip
+    episodes_dir = data_dir() if data_dir().is_dir() else None
+    with tempfile.TemporaryDirectory() as tmp:
+        # Enders' model selection: best validation return on the training distribution, from 100k steps
+        # after κ was set to 0 on (10k in --quick)
+        best_path = Path(tmp) / "best.zip"
+        select = GridValidationCallback(
+            eval_freq, episodes=_source(TRAINING), n_episodes=n_val, best_model_path=best_path,
+            save_after=int(ENT_COEF_ZERO_AT * steps + 100_000 * scale),
+        )  # fmt: skip
+        t0 = time.perf_counter()
+        model.learn(run_steps, callback=CallbackList([val, select]))
+        seconds = time.perf_counter() - t0
+        out = {"loss": loss, "alpha": alpha, "gamma": gamma, "seed": seed, "steps": run_steps, "schedule_steps": steps,
+               "batch_size": batch_size, "seconds": seconds, "validation": val.history,
+               "validation_training": select.history,
+               "shift": shift_table(model, episodes_dir, n_episodes=20 if quick else 100)}  # fmt: skip
+        if best_path.is_file():
+            late = [(s, v) for s, v in select.history if s >= select.save_after]
+            out["best_step"] = next(s for s, v in late if v == select.best_mean)  # the first (saved) one
+            best = DiscreteRiskSAC.load(best_path, device=device)
+            out["shift_best"] = shift_table(best, episodes_dir, n_episodes=20 if quick else 100)
+    return out
 
 
 def speed(device: str, quick: bool) -> dict[str, float]:
@@ -180,7 +200,9 @@ def report(runs: list[dict[str, Any]], tag: str) -> dict[str, Any]:
         groups[(run["loss"], run["alpha"], run["gamma"])].append(run)
     names = list(DISTRIBUTIONS)
     lines = [
-        "Mean test return on the released test episodes of each distribution (gradient1: training)",
+        "Mean test return on the released test episodes of each distribution (gradient1: training) of the "
+        "final model and, where the run was long enough, of the checkpoint with the best gradient1 validation "
+        "return from 100k steps after κ = 0 on (Enders' selection)",
         "",
         "| agent | γ | env steps | batch | seeds | " + " | ".join(names) + " | mean ÷ greedy |",
         "|---|---|---|---|---|" + "---|" * (len(names) + 1),
@@ -201,6 +223,16 @@ def report(runs: list[dict[str, Any]], tag: str) -> dict[str, Any]:
             + " | ".join(f"{means[n]:.1f}" for n in names)
             + f" | {rel:.2f} |"
         )
+        if all("shift_best" in g for g in group):  # Enders' selected checkpoint
+            best = {n: float(np.mean([g["shift_best"][n]["mean_return"] for g in group])) for n in names}
+            rel_best = float(np.mean([g["shift_best"][n]["relative_to_greedy"] for g in group for n in names]))
+            at = "/".join(str(g["best_step"]) for g in group)
+            table[f"{label} γ={gamma} best"] = {"mean_return": best, "relative_to_greedy": rel_best, "at": at}
+            lines.append(
+                f"| {label}, best checkpoint ({at}) | {gamma} | {steps} | {batch} | {len(group)} | "
+                + " | ".join(f"{best[n]:.1f}" for n in names)
+                + f" | {rel_best:.2f} |"
+            )
     text = "\n".join(lines)
     payload = {"table": table, "runs": runs}
     write_results(result_stem("item_pickup", tag), text, payload, lambda path: _plot(groups, path))
@@ -223,7 +255,9 @@ def _plot(groups: dict[tuple[str, float, float], list[dict[str, Any]]], path: st
             steps = [s for s, _ in group[0]["validation"]]
             vals = np.mean([[v for _, v in run["validation"]] for run in group], axis=0)
             ax.plot(steps, vals, label=f"{loss} α={alpha}")
+            kappa_off = ENT_COEF_ZERO_AT * group[0].get("schedule_steps", group[0]["steps"])
         ax.axhline(greedy, color="k", ls="--", lw=1, label="greedy")
+        ax.axvline(kappa_off, color="grey", ls=":", lw=1, label="κ → 0")
         ax.set(title=f"validation on {SHIFTED} (γ = {gamma})", xlabel="env steps", ylabel="mean return")
         ax.grid(alpha=0.3)
         ax.legend()
