@@ -37,8 +37,9 @@ def keep_freed_memory() -> bool:
     """Make glibc keep freed memory for reuse instead of returning it to the kernel (Linux only).
 
     By default glibc serves each allocation above ~128 kB-32 MB with fresh ``mmap`` pages and unmaps
-    them on free, so every batch-512 activation of the grid CNN costs page faults: measured here, 15 %
-    of a DiscreteRiskSAC update was kernel time, which this removes. Returns whether it applied.
+    them on free, so every batch-512 activation of the grid CNN costs page faults. Measured here: kernel
+    time of 10 DiscreteRiskSAC updates 0.37 s → 0, and 4.49 → 4.71 updates/s on one quiet thread
+    (``python -m benchmarks.item_pickup --speed --quick``). Returns whether it applied.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
