@@ -157,6 +157,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--from-json", nargs="+", metavar="FILE", help="no training: re-report (and merge) the runs of these files"
     )
     args = parser.parse_args(argv)
+    if args.stop_at is not None and args.stop_at < 1:
+        parser.error(f"--stop-at must be >= 1, got {args.stop_at}")
     if args.from_json:
         return report(load_runs(args.from_json), args.tag)
     if args.speed:
@@ -212,27 +214,19 @@ def report(runs: list[dict[str, Any]], tag: str) -> dict[str, Any]:
     lines.append(f"| greedy | – | – | – | – | {greedy_row} | 1.00 |")
     table = {}
     for (loss, alpha, gamma), group in groups.items():
-        means = {n: float(np.mean([g["shift"][n]["mean_return"] for g in group])) for n in names}
-        rel = float(np.mean([np.mean([g["shift"][n]["relative_to_greedy"] for n in names]) for g in group]))
         label = f"{loss} α={alpha}" if loss != "mse" else "SAC (mse, α=0)"
         steps = "/".join(sorted({_steps_label(g) for g in group}))
         batch = "/".join(sorted({str(g.get("batch_size")) for g in group}))
-        table[f"{label} γ={gamma}"] = {"mean_return": means, "relative_to_greedy": rel, "seeds": len(group)}
-        lines.append(
-            f"| {label} | {gamma} | {steps} | {batch} | {len(group)} | "
-            + " | ".join(f"{means[n]:.1f}" for n in names)
-            + f" | {rel:.2f} |"
-        )
+        rows = [("shift", label, f"{label} γ={gamma}")]
         if all("shift_best" in g for g in group):  # Enders' selected checkpoint
-            best = {n: float(np.mean([g["shift_best"][n]["mean_return"] for g in group])) for n in names}
-            rel_best = float(np.mean([g["shift_best"][n]["relative_to_greedy"] for g in group for n in names]))
             at = "/".join(str(g["best_step"]) for g in group)
-            table[f"{label} γ={gamma} best"] = {"mean_return": best, "relative_to_greedy": rel_best, "at": at}
-            lines.append(
-                f"| {label}, best checkpoint ({at}) | {gamma} | {steps} | {batch} | {len(group)} | "
-                + " | ".join(f"{best[n]:.1f}" for n in names)
-                + f" | {rel_best:.2f} |"
-            )
+            rows.append(("shift_best", f"{label}, best checkpoint ({at})", f"{label} γ={gamma} best"))
+        for key, row_label, table_key in rows:
+            means = {n: float(np.mean([g[key][n]["mean_return"] for g in group])) for n in names}
+            rel = float(np.mean([g[key][n]["relative_to_greedy"] for g in group for n in names]))
+            table[table_key] = {"mean_return": means, "relative_to_greedy": rel, "seeds": len(group)}
+            cells = " | ".join(f"{means[n]:.1f}" for n in names)
+            lines.append(f"| {row_label} | {gamma} | {steps} | {batch} | {len(group)} | {cells} | {rel:.2f} |")
     text = "\n".join(lines)
     payload = {"table": table, "runs": runs}
     write_results(result_stem("item_pickup", tag), text, payload, lambda path: _plot(groups, path))
