@@ -53,7 +53,7 @@ def train_grid(
 
     from is_envs.grid import shift_table
     from is_sb3 import DiscreteRiskSAC
-    from is_sb3.callbacks import GridValidationCallback
+    from is_sb3.callbacks import GridValidationCallback, TrainingTraceCallback
 
     torch.set_num_threads(1)
     keep_freed_memory()
@@ -70,6 +70,7 @@ def train_grid(
         eval_freq, episodes=_source(SHIFTED), n_episodes=n_val, name=f"{loss} α={alpha} γ={gamma} seed {seed}",
         verbose=1,
     )  # fmt: skip
+    trace = TrainingTraceCallback(eval_freq)  # critic loss, gradient norm and |Q| per validation window
     episodes_dir = data_dir() if data_dir().is_dir() else None
     with tempfile.TemporaryDirectory() as tmp:
         # Enders' model selection: best validation return on the training distribution, from 100k steps
@@ -80,11 +81,11 @@ def train_grid(
             save_after=int(ENT_COEF_ZERO_AT * steps + 100_000 * scale),
         )  # fmt: skip
         t0 = time.perf_counter()
-        model.learn(run_steps, callback=CallbackList([val, select]))
+        model.learn(run_steps, callback=CallbackList([val, select, trace]))
         seconds = time.perf_counter() - t0
         out = {"loss": loss, "alpha": alpha, "gamma": gamma, "seed": seed, "steps": run_steps, "schedule_steps": steps,
                "batch_size": batch_size, "seconds": seconds, "validation": val.history,
-               "validation_training": select.history,
+               "validation_training": select.history, "trace": trace.history,
                "shift": shift_table(model, episodes_dir, n_episodes=20 if quick else 100)}  # fmt: skip
         if best_path.is_file():
             late = [(s, v) for s, v in select.history if s >= select.save_after]
@@ -227,10 +228,49 @@ def report(runs: list[dict[str, Any]], tag: str) -> dict[str, Any]:
             table[table_key] = {"mean_return": means, "relative_to_greedy": rel, "seeds": len(group)}
             cells = " | ".join(f"{means[n]:.1f}" for n in names)
             lines.append(f"| {row_label} | {gamma} | {steps} | {batch} | {len(group)} | {cells} | {rel:.2f} |")
+    lines += _critic_health(groups)
     text = "\n".join(lines)
     payload = {"table": table, "runs": runs}
     write_results(result_stem("item_pickup", tag), text, payload, lambda path: _plot(groups, path))
     return payload
+
+
+def _critic_health(groups: dict[tuple[str, float, float], list[dict[str, Any]]]) -> list[str]:
+    """Markdown lines: each traced run's critic gradient norm (before clipping) and |Q| range, before and
+    after κ → 0, and its count of non-finite values (the signs of a diverging critic)."""
+    traced = [(key, run) for key, group in groups.items() for run in group if run.get("trace")]
+    if not traced:
+        return []
+    lines = [
+        "",
+        "Critic health per run (means and maxima over each phase of the per-update values; Q in "
+        "reward-std units): gradient norm before clipping to 10, and max |Q(s, a)| on the update batches",
+        "",
+        "| agent | γ | seed | grad norm, κ > 0: mean / max | grad norm, κ = 0: mean / max | max abs Q, κ > 0 "
+        "| max abs Q, κ = 0 | final critic loss | non-finite |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (loss, alpha, gamma), run in traced:
+        off = ENT_COEF_ZERO_AT * run.get("schedule_steps", run["steps"])
+        windows = [(step, w) for step, w in run["trace"] if w]
+        phases = [[w for step, w in windows if step <= off], [w for step, w in windows if step > off]]
+
+        def stat(phase: list[dict[str, Any]], key: str, how: str) -> str:
+            values = [w[key][how] for w in phase if key in w]
+            if not values:
+                return "–"
+            return f"{np.mean(values):.3g}" if how == "mean" else f"{np.max(values):.3g}"
+
+        norms = [f"{stat(p, 'critic_grad_norm', 'mean')} / {stat(p, 'critic_grad_norm', 'max')}" for p in phases]
+        qmax = [stat(p, "q_abs_max", "max") for p in phases]
+        final_loss = windows[-1][1].get("critic_loss", {}).get("mean", float("nan")) if windows else float("nan")
+        bad = sum(v["nonfinite"] for _, w in windows for v in w.values())
+        label = f"{loss} α={alpha}" if loss != "mse" else "SAC (mse, α=0)"
+        lines.append(
+            f"| {label} | {gamma} | {run['seed']} | {norms[0]} | {norms[1]} | {qmax[0]} | {qmax[1]} "
+            f"| {final_loss:.3g} | {bad} |"
+        )
+    return lines
 
 
 def _plot(groups: dict[tuple[str, float, float], list[dict[str, Any]]], path: str) -> None:
@@ -240,7 +280,9 @@ def _plot(groups: dict[tuple[str, float, float], list[dict[str, Any]]], path: st
     plt = pyplot()
     greedy = float(evaluate(GreedyPolicy(), _source(SHIFTED), "validation").mean())
     gammas = sorted({k[2] for k in groups})
-    fig, axes = plt.subplots(1, len(gammas), figsize=(6 * len(gammas), 4), squeeze=False)
+    traced = any(run.get("trace") for group in groups.values() for run in group)
+    nrows = 2 if traced else 1
+    fig, axes = plt.subplots(nrows, len(gammas), figsize=(6 * len(gammas), 4 * nrows), squeeze=False)
     for col, gamma in enumerate(gammas):
         ax = axes[0, col]
         for (loss, alpha, g), group in groups.items():
@@ -250,11 +292,21 @@ def _plot(groups: dict[tuple[str, float, float], list[dict[str, Any]]], path: st
             vals = np.mean([[v for _, v in run["validation"]] for run in group], axis=0)
             ax.plot(steps, vals, label=f"{loss} α={alpha}")
             kappa_off = ENT_COEF_ZERO_AT * group[0].get("schedule_steps", group[0]["steps"])
+            if traced:  # critic gradient norm before clipping, each traced run
+                for run in group:
+                    norm = [(s, w["critic_grad_norm"]["mean"]) for s, w in run.get("trace", []) if w]
+                    if norm:
+                        axes[1, col].semilogy(*zip(*norm, strict=True), label=f"{loss} α={alpha} seed {run['seed']}")
         ax.axhline(greedy, color="k", ls="--", lw=1, label="greedy")
-        ax.axvline(kappa_off, color="grey", ls=":", lw=1, label="κ → 0")
+        for row in range(nrows):
+            axes[row, col].axvline(kappa_off, color="grey", ls=":", lw=1, label="κ → 0")
+            axes[row, col].grid(alpha=0.3)
+            axes[row, col].legend()
         ax.set(title=f"validation on {SHIFTED} (γ = {gamma})", xlabel="env steps", ylabel="mean return")
-        ax.grid(alpha=0.3)
-        ax.legend()
+        if traced:
+            axes[1, col].set(
+                title="critic gradient norm before clipping (window mean)", xlabel="env steps", ylabel="norm"
+            )
     save_figure(fig, path, dpi=110)
 
 

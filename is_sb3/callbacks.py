@@ -1,4 +1,4 @@
-"""SB3 callbacks for risk-averse training on the item pick-up grid."""
+"""SB3 callbacks: validation and shift tables on the item pick-up grid, and a trace of training metrics."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from is_envs.grid import evaluate, shift_table
 
-__all__ = ["GridValidationCallback", "ShiftTableCallback"]
+__all__ = ["GridValidationCallback", "ShiftTableCallback", "TrainingTraceCallback"]
 
 
 class GridValidationCallback(BaseCallback):
@@ -94,3 +94,58 @@ class ShiftTableCallback(BaseCallback):
             self.logger.record(f"shift/{name}", row["mean_return"])
             self.logger.record(f"shift_relative/{name}", row["relative_to_greedy"])
         self.logger.dump(self.num_timesteps)
+
+
+class TrainingTraceCallback(BaseCallback):
+    """Keeps a trace of the algorithm's ``train/*`` metrics without TensorBoard: after every ``train``
+    call it reads the values just recorded in the logger, and every ``every`` env steps it stores their
+    mean and maximum over the window, with the number of non-finite values (a diverging critic shows
+    here first: its loss, gradient norm or |Q| grows, or turns inf/NaN).
+
+    ``history`` is a list of ``(step, {key: {"mean": m, "max": M, "nonfinite": k}})``.
+
+    :param every: environment steps per window.
+    :param keys: metrics to trace (without the ``train/`` prefix).
+    :param verbose: verbosity.
+    """
+
+    def __init__(
+        self,
+        every: int,
+        keys: tuple[str, ...] = ("critic_loss", "critic_grad_norm", "q_mean", "q_abs_max"),
+        verbose: int = 0,
+    ) -> None:
+        super().__init__(verbose)
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        self.every, self.keys = every, keys
+        self._window: dict[str, list[float]] = {key: [] for key in keys}
+        self._seen_updates = -1
+        self.history: list[tuple[int, dict[str, dict[str, float]]]] = []
+
+    def _on_rollout_start(self) -> None:
+        # off-policy SB3 runs collect → train → collect: the previous train call's values are in the logger
+        n_updates = self.model._n_updates
+        if n_updates == self._seen_updates:
+            return  # no train call since the last read (warm-up)
+        self._seen_updates = n_updates
+        values = self.logger.name_to_value
+        for key in self.keys:
+            if f"train/{key}" in values:
+                self._window[key].append(float(values[f"train/{key}"]))
+
+    def _on_step(self) -> bool:
+        if self.n_calls % self.every == 0:
+            summary = {}
+            for key, window in self._window.items():
+                x = np.asarray(window, dtype=np.float64)
+                finite = x[np.isfinite(x)]
+                if len(x):
+                    summary[key] = {
+                        "mean": float(finite.mean()) if len(finite) else float("nan"),
+                        "max": float(finite.max()) if len(finite) else float("nan"),
+                        "nonfinite": int(len(x) - len(finite)),
+                    }
+                window.clear()
+            self.history.append((self.num_timesteps, summary))
+        return True

@@ -209,17 +209,19 @@ class DiscreteRiskSAC(OffPolicyAlgorithm):
         std = float(np.std(buf.rewards[:n])) if n > 1 else 0.0
         return 1.0 / std if std > 1e-8 else 1.0
 
-    def _clip_step(self, module: th.nn.Module, optimizer: th.optim.Optimizer) -> None:
-        if self.max_grad_norm is not None:
-            th.nn.utils.clip_grad_norm_(module.parameters(), self.max_grad_norm)
+    def _clip_step(self, module: th.nn.Module, optimizer: th.optim.Optimizer) -> th.Tensor:
+        """Clip the gradient norm (if ``max_grad_norm``) and step; returns the norm before clipping."""
+        max_norm = self.max_grad_norm if self.max_grad_norm is not None else math.inf
+        norm = th.nn.utils.clip_grad_norm_(module.parameters(), max_norm)
         optimizer.step()
+        return norm
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         self.policy.set_training_mode(True)
         self._update_learning_rate([self.policy.actor_optimizer, self.policy.critic_optimizer])
         kappa = self.current_ent_coef()
         scale = self._reward_scale()
-        c_losses, a_losses, entropies = [], [], []
+        c_losses, a_losses, entropies, c_norms, q_taken = [], [], [], [], []
         for _ in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
             rewards, dones = data.rewards.view(-1) * scale, data.dones.view(-1)
@@ -248,7 +250,7 @@ class DiscreteRiskSAC(OffPolicyAlgorithm):
             assert isinstance(c_loss, th.Tensor)
             self.policy.critic_optimizer.zero_grad()
             c_loss.backward()
-            self._clip_step(self.policy.critics, self.policy.critic_optimizer)
+            c_norms.append(self._clip_step(self.policy.critics, self.policy.critic_optimizer).detach())
             # actor: E_s Σ_a π(a|s)(κ log π(a|s) − min_i Q_i(s, a)), with the critics' values from before
             # their step (Enders et al.'s order; saves two critic forwards per update)
             logits = self.policy.logits(data.observations)
@@ -262,11 +264,24 @@ class DiscreteRiskSAC(OffPolicyAlgorithm):
             c_losses.append(c_loss.detach())
             a_losses.append(a_loss.detach())
             entropies.append(-(log_pi.exp() * log_pi).sum(-1).mean().detach())
+            q_taken.append(q[0].detach())
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self.logger.record("train/critic_loss", float(th.stack(c_losses).mean()))
-        self.logger.record("train/actor_loss", float(th.stack(a_losses).mean()))
-        self.logger.record("train/entropy", float(th.stack(entropies).mean()))
+        q_seen = th.cat(q_taken)  # Q_1(s, a) on this call's batches, in scaled-reward units
+        stats = th.stack(
+            [
+                th.stack(c_losses).mean(),
+                th.stack(a_losses).mean(),
+                th.stack(entropies).mean(),
+                th.stack(c_norms).mean(),  # critic gradient norm before clipping
+                q_seen.mean(),
+                q_seen.abs().max(),
+            ]
+        ).tolist()  # one device sync
+        for key, value in zip(
+            ("critic_loss", "actor_loss", "entropy", "critic_grad_norm", "q_mean", "q_abs_max"), stats, strict=True
+        ):
+            self.logger.record(f"train/{key}", value)
         self.logger.record("train/ent_coef", kappa)
         self.logger.record("train/reward_scale", scale)
         self.logger.record("train/risk_aversion", self.risk_aversion)

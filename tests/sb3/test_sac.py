@@ -154,3 +154,20 @@ def test_validation_and_shift_callbacks(tmp_path: Path) -> None:
     expected = evaluate(model, "gradient2", "validation", 3, seed=0).mean()
     assert val.history[-1][1] == pytest.approx(expected)  # the batched evaluator, same episodes
     assert len(shift.table) == 12 and all(np.isfinite(r["relative_to_greedy"]) for r in shift.table.values())
+
+
+def test_training_trace_records_pre_clip_gradient_norms_and_q_ranges() -> None:
+    from is_sb3.callbacks import TrainingTraceCallback
+
+    model = DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", max_grad_norm=1e-6, **DSAC_KW)
+    trace = TrainingTraceCallback(every=100)
+    model.learn(300, callback=trace)
+    assert [step for step, _ in trace.history] == [100, 200, 300]
+    assert trace.history[0][1] == {}  # warm-up: no train call before learning_starts = 100
+    for _, window in trace.history[1:]:
+        assert set(window) == {"critic_loss", "critic_grad_norm", "q_mean", "q_abs_max"}
+        assert all(stats["nonfinite"] == 0 for stats in window.values())
+        assert window["critic_grad_norm"]["mean"] > 1e-3  # the norm before clipping to 1e-6
+        assert window["q_abs_max"]["max"] >= abs(window["q_mean"]["mean"])
+    with pytest.raises(ValueError, match="every"):
+        TrainingTraceCallback(every=0)
