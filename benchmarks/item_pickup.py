@@ -244,11 +244,12 @@ def _critic_health(groups: dict[tuple[str, float, float], list[dict[str, Any]]])
     lines = [
         "",
         "Critic health per run (means and maxima over each phase of the per-update values; Q in "
-        "reward-std units): gradient norm before clipping to 10, and max |Q(s, a)| on the update batches",
+        "reward-std units): gradient norm before clipping to 10, max |Q(s, a)| and the mean Q(s, a) on the update "
+        "batches",
         "",
         "| agent | γ | seed | grad norm, κ > 0: mean / max | grad norm, κ = 0: mean / max | max abs Q, κ > 0 "
-        "| max abs Q, κ = 0 | final critic loss | non-finite |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| max abs Q, κ = 0 | mean Q: at κ → 0, lowest after, final | final critic loss | non-finite |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (loss, alpha, gamma), run in traced:
         off = ENT_COEF_ZERO_AT * run.get("schedule_steps", run["steps"])
@@ -263,11 +264,14 @@ def _critic_health(groups: dict[tuple[str, float, float], list[dict[str, Any]]])
 
         norms = [f"{stat(p, 'critic_grad_norm', 'mean')} / {stat(p, 'critic_grad_norm', 'max')}" for p in phases]
         qmax = [stat(p, "q_abs_max", "max") for p in phases]
+        q_means = [w["q_mean"]["mean"] for w in phases[1] if "q_mean" in w]
+        at_off = phases[0][-1]["q_mean"]["mean"] if phases[0] and "q_mean" in phases[0][-1] else float("nan")
+        q_path = f"{at_off:.3g}, {min(q_means):.3g}, {q_means[-1]:.3g}" if q_means else "–"
         final_loss = windows[-1][1].get("critic_loss", {}).get("mean", float("nan")) if windows else float("nan")
         bad = sum(v["nonfinite"] for _, w in windows for v in w.values())
         label = f"{loss} α={alpha}" if loss != "mse" else "SAC (mse, α=0)"
         lines.append(
-            f"| {label} | {gamma} | {run['seed']} | {norms[0]} | {norms[1]} | {qmax[0]} | {qmax[1]} "
+            f"| {label} | {gamma} | {run['seed']} | {norms[0]} | {norms[1]} | {qmax[0]} | {qmax[1]} | {q_path} "
             f"| {final_loss:.3g} | {bad} |"
         )
     return lines
@@ -281,32 +285,31 @@ def _plot(groups: dict[tuple[str, float, float], list[dict[str, Any]]], path: st
     greedy = float(evaluate(GreedyPolicy(), _source(SHIFTED), "validation").mean())
     gammas = sorted({k[2] for k in groups})
     traced = any(run.get("trace") for group in groups.values() for run in group)
-    nrows = 2 if traced else 1
-    fig, axes = plt.subplots(nrows, len(gammas), figsize=(6 * len(gammas), 4 * nrows), squeeze=False)
+    panels = [("critic_grad_norm", "critic gradient norm before clipping", True), ("q_mean", "mean Q(s, a)", False)]
+    nrows = 1 + len(panels) * traced
+    fig, axes = plt.subplots(nrows, len(gammas), figsize=(6 * len(gammas), 3.6 * nrows), squeeze=False)
     for col, gamma in enumerate(gammas):
         ax = axes[0, col]
-        for (loss, alpha, g), group in groups.items():
+        for i, ((loss, alpha, g), group) in enumerate(groups.items()):
             if g != gamma:
                 continue
             steps = [s for s, _ in group[0]["validation"]]
             vals = np.mean([[v for _, v in run["validation"]] for run in group], axis=0)
-            ax.plot(steps, vals, label=f"{loss} α={alpha}")
+            ax.plot(steps, vals, color=f"C{i}", label=f"{loss} α={alpha}")
             kappa_off = ENT_COEF_ZERO_AT * group[0].get("schedule_steps", group[0]["steps"])
-            if traced:  # critic gradient norm before clipping, each traced run
+            for row, (key, _, _) in enumerate(panels[: nrows - 1], start=1):  # each traced run, window means
                 for run in group:
-                    norm = [(s, w["critic_grad_norm"]["mean"]) for s, w in run.get("trace", []) if w]
-                    if norm:
-                        axes[1, col].semilogy(*zip(*norm, strict=True), label=f"{loss} α={alpha} seed {run['seed']}")
+                    xy = [(s, w[key]["mean"]) for s, w in run.get("trace", []) if key in w]
+                    if xy:
+                        axes[row, col].plot(*zip(*xy, strict=True), color=f"C{i}", label=f"{loss} seed {run['seed']}")
         ax.axhline(greedy, color="k", ls="--", lw=1, label="greedy")
+        ax.set(title=f"validation on {SHIFTED} (γ = {gamma})", xlabel="env steps", ylabel="mean return")
+        for row, (_, title, log) in enumerate(panels[: nrows - 1], start=1):
+            axes[row, col].set(title=f"{title} (window mean)", xlabel="env steps", yscale="log" if log else "linear")
         for row in range(nrows):
             axes[row, col].axvline(kappa_off, color="grey", ls=":", lw=1, label="κ → 0")
             axes[row, col].grid(alpha=0.3)
-            axes[row, col].legend()
-        ax.set(title=f"validation on {SHIFTED} (γ = {gamma})", xlabel="env steps", ylabel="mean return")
-        if traced:
-            axes[1, col].set(
-                title="critic gradient norm before clipping (window mean)", xlabel="env steps", ylabel="norm"
-            )
+            axes[row, col].legend(fontsize="small")
     save_figure(fig, path, dpi=110)
 
 
