@@ -142,6 +142,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--steps", type=int, default=None, help="env steps per run (paper: 500000)")
     parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed, first-seed + 1, ...")
     parser.add_argument("--gammas", nargs="+", type=float, default=None)
     parser.add_argument(
         "--stop-at", type=int, default=None, help="stop each run after this many of its --steps (partial runs)"
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     jobs = [
         {"loss": loss, "alpha": a, "gamma": g, "seed": s, "steps": steps, "device": args.device, "quick": args.quick,
          "batch_size": batch_size, "stop_at": args.stop_at}
-        for g in gammas for loss, a in configs for s in range(seeds)
+        for g in gammas for loss, a in configs for s in range(args.first_seed, args.first_seed + seeds)
     ]  # fmt: skip
     return report(run_parallel(train_grid, jobs, args.workers), args.tag)
 
