@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,8 +28,10 @@ RESULTS = REPO / "benchmarks" / "results"
 
 
 def data_dir() -> Path:
-    """Folder of the released item pick-up episodes (env var IS_RL_DATA overrides ../shared/data)."""
-    return Path(os.environ.get("IS_RL_DATA", REPO.parent / "shared" / "data")) / "item_pickup"
+    """Folder of the released item pick-up episodes (shipped with the package)."""
+    from is_envs.grid import RELEASED_DIR
+
+    return RELEASED_DIR
 
 
 def keep_freed_memory() -> bool:

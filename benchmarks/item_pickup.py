@@ -32,8 +32,7 @@ AGENTS = {"is": 0.1, "sp": 0.1, "emse": 0.1, "mse": 0.0}  # critic loss → α (
 
 
 def _source(name: str) -> Any:
-    path = data_dir() / f"{name}.npz"
-    return path if path.is_file() else name
+    return data_dir() / f"{name}.npz"
 
 
 def train_grid(
@@ -71,7 +70,7 @@ def train_grid(
         verbose=1,
     )  # fmt: skip
     trace = TrainingTraceCallback(eval_freq)  # critic loss, gradient norm and |Q| per validation window
-    episodes_dir = data_dir() if data_dir().is_dir() else None
+    episodes_dir = data_dir()
     with tempfile.TemporaryDirectory() as tmp:
         # Enders' model selection: best validation return on the training distribution, from 100k steps
         # after κ was set to 0 on (10k in --quick)

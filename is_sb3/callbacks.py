@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from is_envs.grid import evaluate, shift_table
+from is_envs.grid import RELEASED_DIR, evaluate, released_episodes, shift_table
 
 __all__ = ["GridValidationCallback", "ShiftTableCallback", "TrainingTraceCallback"]
 
@@ -19,8 +19,9 @@ class GridValidationCallback(BaseCallback):
     best model (atomically) once ``save_after`` steps have passed.
 
     :param eval_freq: environment steps between validations.
-    :param episodes: a distribution name, a 5×5 grid or a released ``.npz`` table (any distribution,
-        e.g. a shifted one).
+    :param episodes: a released ``.npz`` table (default: the released gradient1 table shipped with the
+        package; :func:`is_envs.grid.released_episodes` gives any other, e.g. a shifted one), or a
+        distribution name or 5×5 grid for generated episodes.
     :param split: split of a released table ("validation" by default).
     :param n_episodes: episodes per validation (default: the whole split, or 100 generated).
     :param best_model_path: where to save the best model (``None``: do not save).
@@ -33,7 +34,7 @@ class GridValidationCallback(BaseCallback):
     def __init__(
         self,
         eval_freq: int,
-        episodes: Any = "gradient1",
+        episodes: Any = released_episodes("gradient1"),  # noqa: B008  (a Path, immutable)
         split: str = "validation",
         n_episodes: int | None = None,
         best_model_path: str | Path | None = None,
@@ -75,13 +76,16 @@ class ShiftTableCallback(BaseCallback):
     """At the end of training, the twelve-distribution table (:func:`is_envs.grid.shift_table`),
     logged as ``shift/<name>`` and ``shift_relative/<name>`` and kept in ``self.table``.
 
-    :param episodes_dir: folder of the released ``<name>.npz`` tables (``None``: generated episodes).
-    :param n_episodes: generated episodes per distribution where no table exists.
+    :param episodes_dir: folder of the twelve ``<name>.npz`` tables (default: the released ones shipped
+        with the package; ``None``: generated episodes).
+    :param n_episodes: generated episodes per distribution (only with ``episodes_dir=None``).
     :param verbose: verbosity.
     """
 
-    def __init__(self, episodes_dir: str | Path | None = None, n_episodes: int = 100, verbose: int = 0) -> None:
+    def __init__(self, episodes_dir: str | Path | None = RELEASED_DIR, n_episodes: int = 100, verbose: int = 0) -> None:
         super().__init__(verbose)
+        if episodes_dir is not None and not Path(episodes_dir).is_dir():
+            raise ValueError(f"episodes_dir {str(episodes_dir)!r} is not a folder")
         self.episodes_dir, self.n_episodes = episodes_dir, n_episodes
         self.table: dict[str, dict[str, Any]] = {}
 

@@ -319,10 +319,16 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _episodes_dir(arg: str | None) -> Path | None:
-    if arg:
-        return Path(arg)
-    default = Path(os.environ.get("IS_RL_DATA", "../shared/data")) / "item_pickup"
-    return default if default.is_dir() else None
+    """The folder of episode tables: ``--episodes-dir``, "generated" for fresh episodes, else the released ones."""
+    from is_envs.grid import RELEASED_DIR
+
+    if not arg:
+        return RELEASED_DIR
+    if arg == "generated":
+        return None
+    if not Path(arg).is_dir():
+        raise CLIError(f"--episodes-dir {arg!r} is not a folder (give a folder of <name>.npz tables or 'generated')")
+    return Path(arg)
 
 
 # ----------------------------------------------------------------------------------------- sweep
@@ -423,8 +429,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model", help="path to model.zip, or 'greedy'")
     e.add_argument("--algo", default=None)
     e.add_argument("--env", default=None, help="for 'greedy': is_envs/ItemPickup-v0")
-    e.add_argument("--episodes", type=int, default=100, help="generated episodes where no released table exists")
-    e.add_argument("--episodes-dir", default=None, help="folder of the released <name>.npz tables")
+    e.add_argument("--episodes", type=int, default=100, help="episodes per distribution with --episodes-dir generated")
+    e.add_argument(
+        "--episodes-dir",
+        default=None,
+        help="grid: folder of the twelve <name>.npz tables (default: the released ones shipped with is-rl), "
+        "or 'generated' for fresh episodes",
+    )
     e.add_argument("--plots", default=None, help="folder for PNG plots")
     e.add_argument("--device", default="auto")
 

@@ -67,12 +67,16 @@ def test_sweep_on_the_local_pool(tmp_path: Path) -> None:
 
 
 def test_grid_table_for_the_greedy_baseline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    empty = tmp_path / "none"
-    empty.mkdir()
-    assert main(["evaluate", "greedy", "--episodes", "4", "--episodes-dir", str(empty), "--plots", str(tmp_path)]) == 0
+    argv = ["evaluate", "greedy", "--episodes", "4", "--episodes-dir", "generated", "--plots", str(tmp_path)]
+    assert main(argv) == 0
     table = json.loads(capsys.readouterr().out)
     assert len(table) == 12 and all(row["relative_to_greedy"] == 1.0 for row in table.values())
+    assert {row["episodes"] for row in table.values()} == {"4 generated"}
     assert (tmp_path / "shift_table.png").is_file()
+    assert main(["evaluate", "greedy"]) == 0  # default: the released episodes shipped with the package
+    table = json.loads(capsys.readouterr().out)
+    assert table["gradient1"]["episodes"] == "released test"
+    assert table["gradient1"]["greedy_mean_return"] == pytest.approx(215.06, abs=0.01)  # SPEC §5
 
 
 @pytest.mark.parametrize(
@@ -84,6 +88,7 @@ def test_grid_table_for_the_greedy_baseline(tmp_path: Path, capsys: pytest.Captu
         (["evaluate", "missing.zip"], "model file 'missing.zip' does not exist"),
         (["train", "--env", ENV, "--hyperparams", "oops"], "key=value"),
         (["bench", "nothing"], "no benchmark 'nothing'"),
+        (["evaluate", "greedy", "--episodes-dir", "/missing"], "--episodes-dir '/missing' is not a folder"),
     ],
 )
 def test_bad_input_gives_one_line_and_status_2(
@@ -110,9 +115,7 @@ def test_grid_model_trains_and_gets_the_twelve_distribution_table(
             "--hyperparams", "learning_starts=50", "batch_size=8", "train_freq=10", "buffer_size=500"]  # fmt: skip
     assert main(argv) == 0
     capsys.readouterr()
-    none = tmp_path / "none"
-    none.mkdir()
-    assert main(["evaluate", str(run / "model.zip"), "--episodes", "2", "--episodes-dir", str(none)]) == 0
+    assert main(["evaluate", str(run / "model.zip"), "--episodes", "2", "--episodes-dir", "generated"]) == 0
     table = json.loads(capsys.readouterr().out)
     assert len(table) == 12 and all("relative_to_greedy" in row for row in table.values())
 

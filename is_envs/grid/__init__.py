@@ -4,11 +4,12 @@ from is_envs.grid.distributions import DEPOT, DISTRIBUTIONS, TOTAL_RATE, distrib
 from is_envs.grid.env import ItemPickupEnv
 from is_envs.grid.evaluation import evaluate, shift_table
 from is_envs.grid.greedy import GreedyPolicy
-from is_envs.grid.items import EpisodeTable, ProbabilityGrid
+from is_envs.grid.items import RELEASED_DIR, EpisodeTable, ProbabilityGrid, released_episodes
 
 __all__ = [
     "DEPOT",
     "DISTRIBUTIONS",
+    "RELEASED_DIR",
     "TOTAL_RATE",
     "EpisodeTable",
     "GreedyPolicy",
@@ -16,6 +17,7 @@ __all__ = [
     "ProbabilityGrid",
     "distribution",
     "evaluate",
+    "released_episodes",
     "shift_table",
     "validate_probabilities",
 ]

@@ -11,7 +11,7 @@ from gymnasium import spaces
 
 from is_envs.grid import core
 from is_envs.grid.distributions import GRID_SIZE
-from is_envs.grid.items import EPISODE_LENGTH, make_source
+from is_envs.grid.items import EPISODE_LENGTH, EpisodeTable, make_source
 
 __all__ = ["ItemPickupEnv"]
 
@@ -48,7 +48,8 @@ class ItemPickupEnv(gym.Env[np.ndarray, np.int64]):
     - ``distribution``: a name of :data:`is_envs.grid.DISTRIBUTIONS` (default "gradient1", the
       training distribution) or a 5×5 grid of spawn probabilities (depot 0); fresh episodes are
       drawn from the env's seeded generator.
-    - ``episodes``: instead, a path to a released ``.npz`` table; ``split`` picks "training"
+    - ``episodes``: instead, Enders' released episodes: a distribution name (the table shipped with
+      the package, e.g. ``episodes="gradient1"``) or a path to an ``.npz`` table; ``split`` picks "training"
       (a random permutation per pass), "validation" or "test" (in order). ``reset(seed=…)``
       restarts the order; ``reset(options={"episode": k})`` replays the k-th episode of the split.
     """
@@ -66,7 +67,7 @@ class ItemPickupEnv(gym.Env[np.ndarray, np.int64]):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.render_mode = render_mode
-        self.source = make_source(Path(episodes), split) if episodes is not None else make_source(distribution)
+        self.source = EpisodeTable(episodes, split) if episodes is not None else make_source(distribution)
         self.observation_space = spaces.Box(0.0, 1.0, shape=(3, GRID_SIZE, GRID_SIZE), dtype=np.float32)
         self.action_space = spaces.Discrete(5)
         self._state = core.GridState.start(1)

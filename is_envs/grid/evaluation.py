@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from is_envs.grid import core
-from is_envs.grid.items import EPISODE_LENGTH, EpisodeTable, make_source
+from is_envs.grid.items import EPISODE_LENGTH, RELEASED_DIR, EpisodeTable, make_source
 
 __all__ = ["Predictor", "evaluate", "shift_table"]
 
@@ -61,24 +61,32 @@ def evaluate(
 
 
 def shift_table(
-    policy: Predictor, episodes_dir: str | Path | None = None, n_episodes: int = 100, seed: int = 0
+    policy: Predictor, episodes_dir: str | Path | None = RELEASED_DIR, n_episodes: int = 100, seed: int = 0
 ) -> dict[str, dict[str, Any]]:
     """Mean test return of ``policy`` on all twelve distributions, and relative to the greedy baseline.
 
-    Uses the released test episodes ``<episodes_dir>/<name>.npz`` where present, otherwise
-    ``n_episodes`` generated episodes (the same ones for the policy and the baseline).
-
+    :param policy: anything with SB3's ``predict(obs, deterministic=True)``.
+    :param episodes_dir: folder of the twelve ``<name>.npz`` tables whose test split is used (default: the
+        released tables shipped with the package); ``None``: ``n_episodes`` generated episodes per
+        distribution (the same ones for the policy and the baseline).
+    :param n_episodes: generated episodes per distribution (only with ``episodes_dir=None``).
+    :param seed: seed of the generated episodes.
     :return: ``{name: {"mean_return", "se", "greedy_mean_return", "relative_to_greedy", "episodes"}}``.
     """
     from is_envs.grid.distributions import DISTRIBUTIONS
     from is_envs.grid.greedy import GreedyPolicy
 
+    if episodes_dir is not None:
+        folder = Path(episodes_dir)
+        missing = [name for name in DISTRIBUTIONS if not (folder / f"{name}.npz").is_file()]
+        if missing:
+            raise ValueError(f"episodes_dir {str(folder)!r} lacks the tables {[m + '.npz' for m in missing]}")
+    elif int(n_episodes) < 1:
+        raise ValueError(f"n_episodes must be >= 1, got {n_episodes!r}")
     table: dict[str, dict[str, Any]] = {}
     for name in DISTRIBUTIONS:
-        path = Path(episodes_dir) / f"{name}.npz" if episodes_dir is not None else None
-        released = path is not None and path.is_file()
-        source: Any = path if released else name
-        n = None if released else n_episodes
+        source: Any = name if episodes_dir is None else Path(episodes_dir) / f"{name}.npz"
+        n = None if episodes_dir is not None else n_episodes
         mine = evaluate(policy, source, split="test", n_episodes=n, seed=seed)
         greedy = evaluate(GreedyPolicy(), source, split="test", n_episodes=n, seed=seed)
         table[name] = {
@@ -86,6 +94,6 @@ def shift_table(
             "se": float(mine.std(ddof=1) / np.sqrt(len(mine))) if len(mine) > 1 else float("nan"),
             "greedy_mean_return": float(greedy.mean()),
             "relative_to_greedy": float(mine.mean() / greedy.mean()),
-            "episodes": "released test" if released else f"{n_episodes} generated",
+            "episodes": "released test" if episodes_dir is not None else f"{n_episodes} generated",
         }
     return table

@@ -2,23 +2,61 @@
 
 ``spawns[e, k, r, c]`` is True when an item arrives at cell (r, c) at step k + 1 of episode e.
 Two sources share that interface: :class:`ProbabilityGrid` draws fresh episodes with a seeded
-generator, :class:`EpisodeTable` serves Enders' released episodes (SPEC §5; format in
-``shared/data/item_pickup/README.md``), loaded once.
+generator, :class:`EpisodeTable` serves Enders' released episodes (SPEC §5), loaded once. The twelve
+released tables ship with the package (``is_envs/grid/data/``, format and MIT notice in its README) and
+are found by distribution name: :func:`released_episodes`.
 """
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from is_envs.grid.distributions import GRID_SIZE, distribution
+from is_envs.grid.distributions import DISTRIBUTIONS, GRID_SIZE, distribution
 
-__all__ = ["EPISODE_LENGTH", "SPLITS", "EpisodeTable", "ItemSource", "ProbabilityGrid", "make_source"]
+__all__ = [
+    "EPISODE_LENGTH",
+    "RELEASED_DIR",
+    "SPLITS",
+    "EpisodeTable",
+    "ItemSource",
+    "ProbabilityGrid",
+    "episodes_path",
+    "make_source",
+    "released_episodes",
+]
 
 EPISODE_LENGTH = 200
 SPLITS = ("training", "validation", "test")
+#: folder of the twelve released ``<name>.npz`` tables shipped with the package
+RELEASED_DIR = Path(__file__).resolve().parent / "data"
+
+
+def released_episodes(name: str) -> Path:
+    """Path of the released episode table of distribution ``name`` (shipped with the package).
+
+    :param name: one of :data:`is_envs.grid.DISTRIBUTIONS` ("gradient1", ..., "unstructured").
+    """
+    if name not in DISTRIBUTIONS:
+        raise ValueError(f"released episodes exist for the distributions {sorted(DISTRIBUTIONS)}, got {name!r}")
+    path = RELEASED_DIR / f"{name}.npz"
+    if not path.is_file():  # only if the installation is broken
+        raise FileNotFoundError(f"the package's released episodes {str(path)!r} are missing; reinstall is-rl")
+    return path
+
+
+def episodes_path(episodes: str | Path) -> Path:
+    """A released table by distribution name (``"gradient1"``) or an ``.npz`` path, as a checked :class:`Path`."""
+    if isinstance(episodes, str) and episodes in DISTRIBUTIONS:
+        return released_episodes(episodes)
+    path = Path(episodes)
+    if not path.is_file():
+        names = sorted(DISTRIBUTIONS)
+        raise ValueError(f"episodes must be a distribution name {names} or an .npz file, got {str(episodes)!r}")
+    return path
 
 
 class ItemSource(Protocol):
@@ -57,25 +95,33 @@ class EpisodeTable:
     generator); validation and test are served in order, so ``len(split)`` consecutive episodes
     cover the split exactly once.
 
-    :param path: path to ``<name>.npz`` with arrays episode, step (1..200), row, col and the split lists.
+    :param path: a distribution name (the package's released table) or a path to ``<name>.npz`` with
+        arrays episode, step (1..200), row, col and the split lists.
     :param split: "training", "validation" or "test".
     """
 
     def __init__(self, path: str | Path, split: str = "test") -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"episodes file {str(path)!r} does not exist")
-        with np.load(path) as data:
-            missing = {"episode", "step", "row", "col", split} - set(data.files)
-            if missing:
-                raise ValueError(f"episodes file {str(path)!r} lacks arrays {sorted(missing)}")
-            ids = np.asarray(data[split], dtype=np.int64)
-            episode, step = data["episode"].astype(np.int64), data["step"].astype(np.int64)
-            row, col = data["row"].astype(np.int64), data["col"].astype(np.int64)
-        if np.any((step < 1) | (step > EPISODE_LENGTH)) or np.any((row >= GRID_SIZE) | (col >= GRID_SIZE)):
-            raise ValueError(f"episodes file {str(path)!r} has steps or cells out of range")
+        path = episodes_path(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                missing = {"episode", "step", "row", "col", split} - set(data.files)
+                if missing:
+                    raise ValueError(f"lacks arrays {sorted(missing)}")
+                ids = np.asarray(data[split], dtype=np.int64)
+                episode, step = data["episode"].astype(np.int64), data["step"].astype(np.int64)
+                row, col = data["row"].astype(np.int64), data["col"].astype(np.int64)
+        except (OSError, ValueError, zipfile.BadZipFile) as err:  # corrupt zip, pickled arrays, missing arrays
+            raise ValueError(f"episodes file {str(path)!r} is not a valid episode table: {err}") from None
+        if not (episode.shape == step.shape == row.shape == col.shape and episode.ndim == 1):
+            raise ValueError(f"episodes file {str(path)!r}: episode, step, row and col must be 1-D of equal length")
+        if np.any((step < 1) | (step > EPISODE_LENGTH)) or np.any(
+            (row < 0) | (row >= GRID_SIZE) | (col < 0) | (col >= GRID_SIZE)
+        ):
+            raise ValueError(
+                f"episodes file {str(path)!r} has steps outside 1..{EPISODE_LENGTH} or cells outside 0..{GRID_SIZE - 1}"
+            )
         index = {int(e): i for i, e in enumerate(ids)}
         keep = np.isin(episode, ids)
         masks = np.zeros((len(ids), EPISODE_LENGTH, GRID_SIZE, GRID_SIZE), dtype=bool)
@@ -104,7 +150,8 @@ class EpisodeTable:
 
 
 def make_source(distribution_or_episodes: str | Path | object, split: str = "test") -> ItemSource:
-    """A source from a distribution name, a 5×5 grid, or a path to a released ``.npz`` table."""
+    """A source from a distribution name or a 5×5 grid (generated episodes), or a released table: a path
+    (:class:`Path` or a string ending in ``.npz``; use :func:`released_episodes` for the shipped ones)."""
     if isinstance(distribution_or_episodes, Path) or (
         isinstance(distribution_or_episodes, str) and distribution_or_episodes.endswith(".npz")
     ):

@@ -1,6 +1,6 @@
 """Item pick-up grid (SPEC §5): each rule on its own, item sources, greedy regression, batched evaluation."""
 
-import os
+import hashlib
 import warnings
 from pathlib import Path
 
@@ -11,11 +11,18 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import is_envs  # noqa: F401
-from is_envs.grid import DISTRIBUTIONS, EpisodeTable, GreedyPolicy, ItemPickupEnv, core, evaluate
+from is_envs.grid import (
+    DISTRIBUTIONS,
+    EpisodeTable,
+    GreedyPolicy,
+    ItemPickupEnv,
+    core,
+    evaluate,
+    released_episodes,
+    shift_table,
+)
 
-DATA = Path(os.environ.get("IS_RL_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")) / "item_pickup"
-GRADIENT1 = DATA / "gradient1.npz"
-needs_data = pytest.mark.skipif(not GRADIENT1.is_file(), reason=f"released episodes not found at {GRADIENT1}")
+GRADIENT1 = released_episodes("gradient1")
 NO_ITEMS = np.zeros((1, 5, 5), dtype=bool)
 
 
@@ -185,7 +192,6 @@ def test_fresh_episodes_are_seeded_and_follow_the_grid() -> None:
     assert masks[:, :, 0, 4].mean() == pytest.approx(0.5, abs=0.01) and masks.sum() == masks[:, :, 0, 4].sum()
 
 
-@needs_data
 def test_released_table_splits() -> None:
     test = EpisodeTable(GRADIENT1, "test")
     with np.load(GRADIENT1) as d:
@@ -207,11 +213,64 @@ def test_released_table_splits() -> None:
     assert sorted(second) == list(range(800)) and second != order  # a new permutation per pass
 
 
-@needs_data
 def test_greedy_regression_on_the_released_test_episodes() -> None:
     returns = evaluate(GreedyPolicy(), GRADIENT1, split="test")
     assert len(returns) == 100
-    assert returns.mean() == pytest.approx(215.06, abs=0.01)
+    assert returns.mean() == pytest.approx(215.06, abs=0.01)  # SPEC §5 reference
+    assert evaluate(GreedyPolicy(), GRADIENT1, split="validation").mean() == pytest.approx(214.1, abs=0.05)
+
+
+#: SHA-256 of the released tables (Enders' CSVs packed unchanged; the project's source copy)
+RELEASED_SHA256 = {
+    "gradient1": "b7ed3e9c61809409f8d8da1966e1d184977c2b7edbc3918682fbcb9fd29d82b3",
+    "gradient2": "7b0066de9d4d6462d5d5768f5cc92117023698368a21d26add8660cf607a16df",
+    "gradient3": "f9fec3b3c226c5396e842b3abeba3211ba9bc6ccc634fabb55e08801a89466bf",
+    "gradient4": "7846b8a3a3f7c1f55274f69dd8047ee6854b1209f7d93208e55bc2b395c4d14a",
+    "gradient5": "64d4a82024186857933828e96dde082ee47c794ec0d0d320657cbe3e6e57a67c",
+    "gradient6": "faffbecf595aec4e53db30cf9f4766ab4258c886a42b5a179d6a54cf7e5861b4",
+    "gradient7": "9fd502ba5c75fca0451045d0dcfdf25ae178556fb9779c41e83ea69ed859946e",
+    "gradient8": "29653e3e3e1159b75d6f8edcbc6cb9c68302420b16a3808dcadab14e41b43dd4",
+    "gradient9": "1c1c9f8dc8ed927a40918d9f5dec6b097e06e4ca1e85de2fac589359e077b425",
+    "hotspots": "9452eb70f166f1adf4f9528315110842bdb63dc06cb1bb56bf5df0a2b31c8674",
+    "uniform": "00c283b95065a0ac9457f0d3952bbf906ed9dd4fa076b9980e615582d0794af9",
+    "unstructured": "80171efd4a2185086a136513581a6af526d284d296a5ca72b671d18d681918c8",
+}
+
+
+def test_released_tables_ship_with_the_package_unchanged() -> None:
+    assert set(RELEASED_SHA256) == set(DISTRIBUTIONS)
+    for name, digest in RELEASED_SHA256.items():
+        assert hashlib.sha256(released_episodes(name).read_bytes()).hexdigest() == digest, name
+    notice = (released_episodes("gradient1").parent / "README.md").read_text()
+    assert "MIT License" in notice and "Enders" in notice
+
+
+def test_released_episodes_by_name_through_gym_make() -> None:
+    env = gym.make("is_envs/ItemPickup-v0", episodes="gradient2", split="validation")
+    env.reset(seed=0)
+    table = EpisodeTable(released_episodes("gradient2"), "validation")
+    assert np.array_equal(env.unwrapped._spawns[0], table.masks[0])
+    with pytest.raises(ValueError, match="distribution name"):
+        ItemPickupEnv(episodes="gradient10")
+    with pytest.raises(ValueError, match="gradient10"):
+        released_episodes("gradient10")
+
+
+def test_bad_episode_tables_are_refused_with_the_file_name(tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match=r"corrupt\.npz"):
+        EpisodeTable(corrupt)
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, episode=np.array([object()]), step=[1], row=[0], col=[1], test=[0])
+    with pytest.raises(ValueError, match=r"pickled\.npz"):
+        EpisodeTable(pickled)
+    negative = tmp_path / "negative.npz"
+    np.savez(negative, episode=[0], step=[1], row=[-1], col=[1], test=[0])
+    with pytest.raises(ValueError, match=r"cells outside 0\.\.4"):
+        EpisodeTable(negative)
+    with pytest.raises(ValueError, match="lacks the tables"):
+        shift_table(GreedyPolicy(), tmp_path)
 
 
 class FixedRandom:
@@ -274,7 +333,7 @@ def test_invalid_arguments() -> None:
         ItemPickupEnv(bad)
     with pytest.raises(ValueError, match="split"):
         ItemPickupEnv(episodes=GRADIENT1, split="train")
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(ValueError, match="npz file"):
         ItemPickupEnv(episodes="missing.npz")
     with pytest.raises(ValueError, match="action"):
         env = ItemPickupEnv()
