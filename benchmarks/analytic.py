@@ -3,7 +3,7 @@
     python -m benchmarks.analytic --quick                  # minutes on CPU
     python -m benchmarks.analytic                          # paper: 100k iterations, 5 seeds
     python -m benchmarks.analytic --iterations 20000 --seeds 1 --workers 2   # what the README reports
-    python -m benchmarks.analytic --speed                  # iterations/s vs a plain PyTorch loop
+    python -m benchmarks.analytic --speed                  # it/s: compiled vs eager RiskAC vs plain PyTorch
 
 Writes ``benchmarks/results/analytic.json``, ``analytic.md`` (table) and ``analytic.png``
 (relative value / policy RMSE against the closed form over training, mean over seeds).
@@ -93,8 +93,11 @@ def plot(runs: list[dict[str, Any]], key_of: dict[tuple[str, float], str], tasks
     save_figure(fig, path, dpi=110)
 
 
-def speed(iterations: int, device: str) -> dict[str, float]:
-    """RiskAC.learn against a plain PyTorch loop doing the same computation, same process."""
+def speed(iterations: int, device: str, losses: list[str]) -> dict[str, Any]:
+    """Compiled RiskAC (the default) against the eager iteration of before (``torch_compile=False``,
+    ``torch.nn.Mish``) and a plain PyTorch loop of the same computation: iterations/s in one process,
+    runs interleaved, best of three (the machine is noisy); the paper's settings (2×64 Mish, batch 1024).
+    """
     import torch as th
     from stable_baselines3.common.utils import polyak_update
     from torch import nn
@@ -106,7 +109,11 @@ def speed(iterations: int, device: str) -> dict[str, float]:
     th.set_num_threads(1)
     alpha = 2.0
 
-    def plain(n: int) -> float:
+    def sync() -> None:
+        if device.startswith("cuda"):
+            th.cuda.synchronize()
+
+    def plain(n: int, loss: str) -> float:
         sim = BachelierSimulator(QuadraticPenaltyTask(), device, seed=0)
 
         def mlp(out: int) -> nn.Sequential:
@@ -128,9 +135,9 @@ def speed(iterations: int, device: str) -> dict[str, float]:
                 v_next = target(sim.observe(tr.t + 1, tr.s_next)).squeeze(-1).masked_fill(tr.done, 0.0) * scale
                 v_now = target(obs).squeeze(-1) * scale
             v = critic(obs).squeeze(-1) * scale
-            loss = critic_loss("is", v, sim.reward(tr.t, tr.s, a.detach(), tr.s_next) + v_next, alpha)
+            c_loss = critic_loss(loss, v, sim.reward(tr.t, tr.s, a.detach(), tr.s_next) + v_next, alpha)
             opt_c.zero_grad(set_to_none=True)
-            loss.backward()
+            c_loss.backward()
             nn.utils.clip_grad_value_(critic.parameters(), 1.0)
             nn.utils.clip_grad_norm_(critic.parameters(), 10.0)
             opt_c.step()
@@ -142,33 +149,52 @@ def speed(iterations: int, device: str) -> dict[str, float]:
             nn.utils.clip_grad_norm_(actor.parameters(), 10.0)
             opt_a.step()
             polyak_update(critic.parameters(), target.parameters(), 0.01)
-        if device.startswith("cuda"):
-            th.cuda.synchronize()
+        sync()
         return n / (time.perf_counter() - t0)
 
-    def sb3(n: int) -> float:
-        model = RiskAC(
-            "MlpPolicy",
-            "is_envs/QuadraticPenalty-v0",
-            risk_aversion=alpha,
-            eval_freq=0,
-            seed=0,
-            device=device,
-        )
+    def model(loss: str, compiled: bool) -> RiskAC:
+        kwargs: dict[str, Any] = {} if compiled else {"policy_kwargs": {"activation_fn": nn.Mish}}
+        return RiskAC(
+            "MlpPolicy", "is_envs/QuadraticPenalty-v0", risk_aversion=alpha, critic_loss=loss, eval_freq=0, seed=0,
+            device=device, torch_compile=compiled, **kwargs,
+        )  # fmt: skip
+
+    def rate(m: RiskAC, n: int) -> float:
         t0 = time.perf_counter()
-        model.learn(n, log_interval=0)
-        if device.startswith("cuda"):
-            th.cuda.synchronize()
+        m.learn(n, log_interval=0, reset_num_timesteps=False)
+        sync()
         return n / (time.perf_counter() - t0)
 
-    plain(50), sb3(50)  # warm-up
-    p, s = [], []
-    for _ in range(3):  # interleaved, best of three: the machine is noisy
-        p.append(plain(iterations))
-        s.append(sb3(iterations))
-    out = {"plain_torch_it_per_s": max(p), "risk_ac_it_per_s": max(s)}
-    out["ratio"] = out["risk_ac_it_per_s"] / out["plain_torch_it_per_s"]
-    out["minutes_per_100k_iterations"] = 100_000 / out["risk_ac_it_per_s"] / 60
+    out: dict[str, Any] = {"device": device, "iterations_per_measurement": iterations, "losses": {}}
+    for loss in losses:
+        eager, fast = model(loss, False), model(loss, True)
+        rate(eager, 20)
+        t0 = time.perf_counter()
+        fast.learn(2, log_interval=0)  # iteration 1 eager (creates Adam's state), iteration 2 compiles
+        sync()
+        compile_seconds = time.perf_counter() - t0
+        plain(20, loss)
+        p, e, f = [], [], []
+        for _ in range(3):  # interleaved, best of three
+            p.append(plain(iterations, loss))
+            e.append(rate(eager, iterations))
+            f.append(rate(fast, iterations))
+        row = {
+            "plain_torch_it_per_s": max(p),
+            "eager_it_per_s": max(e),
+            "compiled_it_per_s": max(f),
+            "speedup_vs_eager": max(f) / max(e),
+            "eager_vs_plain_torch": max(e) / max(p),
+            "compile_seconds": compile_seconds,
+            "minutes_per_100k_iterations": 100_000 / max(f) / 60,
+        }
+        out["losses"][loss] = row
+        print(
+            f"{loss}: compiled {row['compiled_it_per_s']:.0f} it/s, eager {row['eager_it_per_s']:.0f} it/s "
+            f"(×{row['speedup_vs_eager']:.2f}), plain PyTorch {row['plain_torch_it_per_s']:.0f} it/s; "
+            f"one-off compile {compile_seconds:.1f} s; 100k iterations = {row['minutes_per_100k_iterations']:.1f} min",
+            flush=True,
+        )
     return out
 
 
@@ -186,13 +212,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tag", default="", help="suffix of the result files (analytic_<tag>.*)")
     args = parser.parse_args(argv)
     if args.speed:
-        result = speed(300 if args.quick else 2000, args.device)
-        print(
-            f"device={args.device}: RiskAC {result['risk_ac_it_per_s']:.0f} it/s, plain PyTorch "
-            f"{result['plain_torch_it_per_s']:.0f} it/s, ratio {result['ratio']:.3f}; "
-            f"100k iterations = {result['minutes_per_100k_iterations']:.1f} min"
-        )
-        write_json(f"analytic_speed_{args.device.replace(':', '')}.json", result)
+        result = speed(300 if args.quick else 2000, args.device, args.losses)
+        write_json(f"analytic_speed_{args.device.replace(':', '')}{'_' + args.tag if args.tag else ''}.json", result)
         return result
     iterations = args.iterations or (3000 if args.quick else 100_000)
     seeds = args.seeds or (1 if args.quick else 5)

@@ -198,15 +198,19 @@ class _SoftplusLossFn(th.autograd.Function):
     """Value of the SP loss in float64; gradient 2δ·sigmoid(αδ) built from differentiable ops."""
 
     @staticmethod
-    def forward(ctx: Any, delta: th.Tensor, alpha: float) -> th.Tensor:
-        ctx.save_for_backward(delta)
-        ctx.alpha = alpha
+    def forward(delta: th.Tensor, alpha: float) -> th.Tensor:
         d = delta.detach().to(th.float64)
         x = alpha * d
         small = x.abs() < _SP_SERIES_BELOW
         series = d * d * _horner(th.where(small, x, th.zeros_like(x)), _SP_COEFFS)
         closed = (2.0 * x * nn.functional.softplus(x) + 2.0 * dilog_neg_exp(x) + _PI2_6) / alpha**2
         return th.where(small, series, closed).to(delta.dtype)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[th.Tensor, float], output: th.Tensor) -> None:
+        # separate from forward so that torch.func (grad, vmap) and torch.compile can trace it
+        ctx.save_for_backward(inputs[0])
+        ctx.alpha = inputs[1]
 
     @staticmethod
     def backward(ctx: Any, grad_output: th.Tensor) -> tuple[th.Tensor, None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -19,9 +20,14 @@ def _single_thread() -> None:
 
 def run_parallel(fn: Callable[..., Any], jobs: list[dict[str, Any]], workers: int, desc: str = "runs") -> list[Any]:
     """``[fn(**job) for job in jobs]`` on ``workers`` processes (1: in this process), each torch
-    process on one thread, with a progress bar; results in job order."""
+    process on one thread, with a progress bar; results in job order.
+
+    Workers are started with "spawn", not "fork": a forked child of a process whose torch has started
+    threads (``torch.compile``'s compile workers, OpenMP pools) can deadlock. ``fn`` must be importable.
+    """
     if workers <= 1:
         return [fn(**job) for job in tqdm(jobs, desc=desc)]
-    with ProcessPoolExecutor(max_workers=workers, initializer=_single_thread) as pool:
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, initializer=_single_thread, mp_context=context) as pool:
         futures = [pool.submit(fn, **job) for job in jobs]
         return [f.result() for f in tqdm(futures, desc=desc)]

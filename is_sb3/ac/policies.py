@@ -12,13 +12,16 @@ from stable_baselines3.common.torch_layers import create_mlp
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
+from is_sb3.activations import Mish
+
 __all__ = ["MlpPolicy", "RiskACPolicy"]
 
 
 class RiskACPolicy(BasePolicy):
     """Deterministic actor π_φ(s) and state-value critic V_θ(s), each an MLP with its own optimizer.
 
-    Defaults follow the IS paper (App. B): 2 hidden layers of 64, Mish, Adam with β = (0.99, 0.999).
+    Defaults follow the IS paper (App. B): 2 hidden layers of 64, Mish (:class:`is_sb3.activations.Mish`,
+    the same function from one exponential), Adam with β = (0.99, 0.999).
 
     :param observation_space: observation space (flat Box).
     :param action_space: action space (Box).
@@ -37,7 +40,7 @@ class RiskACPolicy(BasePolicy):
         action_space: spaces.Space,
         lr_schedule: Schedule,
         net_arch: list[int] | dict[str, list[int]] | None = None,
-        activation_fn: type[nn.Module] = nn.Mish,
+        activation_fn: type[nn.Module] = Mish,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
         value_scale: float = 1.0,

@@ -15,6 +15,8 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import polyak_update
 
 from is_envs.finance import BachelierSimulator, BachelierTask, QuadraticPenaltyTask, reference_solution, task_of
+from is_envs.finance.simulator import Transitions
+from is_sb3.ac.compiled import CompiledIteration, supports_functional_step
 from is_sb3.ac.policies import RiskACPolicy
 from is_sb3.common import check_risk_settings, make_env
 from is_sb3.losses import critic_loss, exponential_utility_actor_loss
@@ -83,6 +85,10 @@ class RiskAC(BaseAlgorithm):
     :param verbose: 0 silent, 1 info (tables of logged values), 2 debug.
     :param seed: seed of torch, numpy and the simulator.
     :param device: "auto", "cpu", "cuda", ...
+    :param torch_compile: run each iteration as one ``torch.compile``d function (same maths, ~4× faster
+        on a CPU; a one-off compile of ~10–20 s at the first iteration). Where compiling is impossible
+        (no C++ compiler, unsupported platform) training warns once and continues eagerly; ``False``
+        always uses the eager iteration.
     :param _init_setup_model: build the networks at construction (internal; used by ``load``).
     """
 
@@ -108,6 +114,7 @@ class RiskAC(BaseAlgorithm):
         verbose: int = 0,
         seed: int | None = None,
         device: th.device | str = "auto",
+        torch_compile: bool = True,
         _init_setup_model: bool = True,
     ) -> None:
         alpha = check_risk_settings(risk_aversion, critic_loss)
@@ -145,6 +152,7 @@ class RiskAC(BaseAlgorithm):
         self.eval_freq = int(eval_freq)
         self.n_eval_states = int(n_eval_states)
         self.n_eval_paths = int(n_eval_paths)
+        self.torch_compile = bool(torch_compile)
         self.task: BachelierTask | None = None
         self.eval_history: list[dict[str, float]] = []
         if self.env is not None:
@@ -189,6 +197,9 @@ class RiskAC(BaseAlgorithm):
             self.observation_space, self.action_space, self.lr_schedule, **kwargs
         ).to(self.device)
         self.simulator = BachelierSimulator(self.task, self.device, th.float32, seed=self.seed)
+        self._compiled: CompiledIteration | None = None
+        self._compile_unavailable = False
+        self._last_ess = th.zeros(2, device=self.device)
         self._setup_reference()
 
     def _setup_reference(self) -> None:
@@ -224,6 +235,8 @@ class RiskAC(BaseAlgorithm):
             "_ref_value",
             "_ref_action",
             "_last_ess",
+            "_compiled",
+            "_compile_unavailable",
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
@@ -237,9 +250,34 @@ class RiskAC(BaseAlgorithm):
             th.nn.utils.clip_grad_norm_(module.parameters(), self.max_grad_norm)
 
     def train_step(self) -> tuple[th.Tensor, th.Tensor]:
-        """One critic and one actor update on a fresh batch; returns the two losses (detached tensors)."""
+        """One critic and one actor update on a fresh batch; returns the two losses (detached tensors).
+
+        Runs the compiled iteration (:mod:`is_sb3.ac.compiled`) when ``torch_compile`` is on and the
+        optimizers' state exists (after the first, eager, iteration), otherwise :meth:`_eager_step`.
+        """
+        tr = self.simulator.sample_transitions(self.batch_size)
+        policy = self.policy
+        if (
+            self.torch_compile
+            and not self._compile_unavailable
+            and all(
+                supports_functional_step(opt, net) and len(opt.state) > 0
+                for opt, net in ((policy.critic_optimizer, policy.critic), (policy.actor_optimizer, policy.actor))
+            )
+        ):
+            if self._compiled is None:
+                self._compiled = CompiledIteration(self)
+            out = self._compiled(tr.t, tr.s, tr.s_next, tr.done)
+            if out is not None:
+                c_loss, a_loss, ess = out
+                self._last_ess = ess
+                return c_loss, a_loss
+            self._compile_unavailable = True  # compiling is impossible here: warned once, eager from now on
+        return self._eager_step(tr)
+
+    def _eager_step(self, tr: Transitions) -> tuple[th.Tensor, th.Tensor]:
+        """The iteration in plain PyTorch (``backward``, ``clip_grad_*``, ``optimizer.step``): the reference."""
         sim, policy = self.simulator, self.policy
-        tr = sim.sample_transitions(self.batch_size)
         obs = sim.observe(tr.t, tr.s)
         action = policy.action(obs).squeeze(-1)
         with th.no_grad():

@@ -10,7 +10,9 @@ import torch as th
 from is_sb3 import RiskAC
 from is_sb3.schedules import WarmupConstantCosine
 
-FAST = {"batch_size": 256, "eval_freq": 0, "n_eval_paths": 1000, "n_eval_states": 1024, "device": "cpu"}
+# eager iterations here; the compiled iteration has its own tests (tests/sb3/test_compiled.py)
+FAST = {"batch_size": 256, "eval_freq": 0, "n_eval_paths": 1000, "n_eval_states": 1024, "device": "cpu",
+        "torch_compile": False}  # fmt: skip
 
 
 @pytest.mark.parametrize(
