@@ -45,8 +45,10 @@ def train_grid(
     quick: bool,
     batch_size: int,
     stop_at: int | None = None,
+    kappa_zero_at_step: int | None = None,
 ) -> dict[str, Any]:
-    """One agent's run of ``steps`` env steps, or its first ``stop_at`` steps (same entropy schedule)."""
+    """One agent's run of ``steps`` env steps, or its first ``stop_at`` steps (same entropy schedule);
+    κ → 0 at 40 % of ``steps`` (SPEC §5) or, if given, at env step ``kappa_zero_at_step`` (Enders: 800k)."""
     import torch
     from stable_baselines3.common.callbacks import CallbackList
 
@@ -59,10 +61,15 @@ def train_grid(
     scale = 0.1 if quick else 1.0  # quick: shorter warm-up and buffer
     run_steps = min(stop_at or steps, steps)
     zero_at = ENT_COEF_ZERO_AT * steps / run_steps  # κ → 0 at 40 % of `steps`, also in a truncated run
+    if kappa_zero_at_step is not None:
+        schedule: dict[str, Any] = {"ent_coef_zero_at": None, "ent_coef_zero_at_step": kappa_zero_at_step}
+        kappa_off = kappa_zero_at_step
+    else:
+        schedule = {"ent_coef_zero_at": zero_at if zero_at <= 1 else None, "ent_coef_zero_at_step": None}
+        kappa_off = int(ENT_COEF_ZERO_AT * steps)
     model = DiscreteRiskSAC(
         "CnnPolicy", "is_envs/ItemPickup-v0", risk_aversion=alpha, critic_loss=loss, gamma=gamma, seed=seed,
-        device=device, learning_starts=int(20_000 * scale), buffer_size=200_000, batch_size=batch_size,
-        ent_coef_zero_at=zero_at if zero_at <= 1 else None,
+        device=device, learning_starts=int(20_000 * scale), buffer_size=200_000, batch_size=batch_size, **schedule,
     )  # fmt: skip
     eval_freq, n_val = max(1000, steps // 20), None if not quick else 20
     val = GridValidationCallback(
@@ -77,12 +84,13 @@ def train_grid(
         best_path = Path(tmp) / "best.zip"
         select = GridValidationCallback(
             eval_freq, episodes=_source(TRAINING), n_episodes=n_val, best_model_path=best_path,
-            save_after=int(ENT_COEF_ZERO_AT * steps + 100_000 * scale),
+            save_after=int(kappa_off + 100_000 * scale),
         )  # fmt: skip
         t0 = time.perf_counter()
         model.learn(run_steps, callback=CallbackList([val, select, trace]))
         seconds = time.perf_counter() - t0
         out = {"loss": loss, "alpha": alpha, "gamma": gamma, "seed": seed, "steps": run_steps, "schedule_steps": steps,
+               "kappa_off": kappa_off,
                "batch_size": batch_size, "seconds": seconds, "validation": val.history,
                "validation_training": select.history, "trace": trace.history,
                "shift": shift_table(model, episodes_dir, n_episodes=20 if quick else 100)}  # fmt: skip
@@ -150,6 +158,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--losses", nargs="+", choices=AGENTS, default=list(AGENTS), help="agents (mse: risk-neutral SAC, α = 0)"
     )
+    parser.add_argument(
+        "--kappa-zero-at-step",
+        type=int,
+        default=None,
+        help="set the entropy coefficient to 0 at this env step (Enders: 800000); default: at 40%% of --steps",
+    )
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--tag", default="", help="suffix of the result files (item_pickup_<tag>.*)")
     parser.add_argument("--device", default="cpu")
@@ -174,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     configs = [(loss, AGENTS[loss]) for loss in args.losses]
     jobs = [
         {"loss": loss, "alpha": a, "gamma": g, "seed": s, "steps": steps, "device": args.device, "quick": args.quick,
-         "batch_size": batch_size, "stop_at": args.stop_at}
+         "batch_size": batch_size, "stop_at": args.stop_at, "kappa_zero_at_step": args.kappa_zero_at_step}
         for g in gammas for loss, a in configs for s in range(args.first_seed, args.first_seed + seeds)
     ]  # fmt: skip
     return report(run_parallel(train_grid, jobs, args.workers), args.tag)
@@ -252,7 +266,7 @@ def _critic_health(groups: dict[tuple[str, float, float], list[dict[str, Any]]])
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (loss, alpha, gamma), run in traced:
-        off = ENT_COEF_ZERO_AT * run.get("schedule_steps", run["steps"])
+        off = run.get("kappa_off", ENT_COEF_ZERO_AT * run.get("schedule_steps", run["steps"]))
         windows = [(step, w) for step, w in run["trace"] if w]
         phases = [[w for step, w in windows if step <= off], [w for step, w in windows if step > off]]
 
@@ -296,7 +310,7 @@ def _plot(groups: dict[tuple[str, float, float], list[dict[str, Any]]], path: st
             steps = [s for s, _ in group[0]["validation"]]
             vals = np.mean([[v for _, v in run["validation"]] for run in group], axis=0)
             ax.plot(steps, vals, color=f"C{i}", label=f"{loss} α={alpha}")
-            kappa_off = ENT_COEF_ZERO_AT * group[0].get("schedule_steps", group[0]["steps"])
+            kappa_off = group[0].get("kappa_off", ENT_COEF_ZERO_AT * group[0].get("schedule_steps", group[0]["steps"]))
             for row, (key, _, _) in enumerate(panels[: nrows - 1], start=1):  # each traced run, window means
                 for run in group:
                     xy = [(s, w[key]["mean"]) for s, w in run.get("trace", []) if key in w]

@@ -19,7 +19,25 @@ from is_sb3.discrete_sac.policies import CnnPolicy, DiscreteSACPolicy, MlpPolicy
 from is_sb3.losses import critic_loss
 from is_sb3.risk import certainty_equivalent
 
-__all__ = ["DiscreteRiskSAC", "discrete_sac_target"]
+__all__ = ["ENDERS_ENT_COEF_ZERO_AT_STEP", "DiscreteRiskSAC", "discrete_sac_target", "l2_penalty"]
+
+#: Enders et al. set κ to 0 at this absolute env step (of their 2M-step runs)
+ENDERS_ENT_COEF_ZERO_AT_STEP = 800_000
+
+
+def l2_penalty(module: th.nn.Module, coef: float) -> th.Tensor:
+    """Keras' ``kernel_regularizer=L2(coef)`` of Enders et al.: coef · Σ_W ‖W‖² over the weight tensors
+    (conv and linear kernels, ``ndim ≥ 2``), biases excluded; its gradient is 2·coef·W.
+
+    :param module: the network.
+    :param coef: the coefficient (≥ 0).
+    :return: a scalar tensor (0 when ``coef`` is 0).
+    """
+    weights = [p for p in module.parameters() if p.ndim >= 2 and p.requires_grad]
+    if coef == 0 or not weights:
+        return th.zeros((), device=next(module.parameters()).device)
+    return coef * th.stack([w.square().sum() for w in weights]).sum()
+
 
 SelfDiscreteRiskSAC = TypeVar("SelfDiscreteRiskSAC", bound="DiscreteRiskSAC")
 
@@ -82,11 +100,16 @@ class DiscreteRiskSAC(OffPolicyAlgorithm):
       (log-sum-exp), regressed with the Huber loss (δ = ``huber_delta``).
 
     The actor minimises E_s Σ_a π(a|s)(κ log π(a|s) − min_i Q_i(s, a)) with the critics' values from
-    before the critic step of the same update (as Enders et al.). Enders' options: a fixed
-    entropy coefficient κ = ``ent_coef`` set to 0 after ``ent_coef_zero_at`` of training, rewards
-    divided by the standard deviation of the rewards in the buffer (``reward_scaling``), L2 on the
-    weights (``l2``, as Adam weight decay), gradient-norm clipping per network (``max_grad_norm``),
-    one update per ``train_freq`` env steps.
+    before the critic step of the same update (as Enders et al.). Enders' options, as in their code: a
+    fixed entropy coefficient κ = ``ent_coef`` set to 0 at env step ``ent_coef_zero_at_step`` (800k of
+    their 2M; so never within the IS paper's 500k) or after the fraction ``ent_coef_zero_at`` of the
+    run, whichever comes first; rewards divided by the standard deviation of the rewards in the buffer
+    (``reward_scaling``); an L2 penalty ``l2``·Σ‖W‖² on the weights of every network, biases excluded
+    (:func:`l2_penalty`; gradient 2·l2·W, not Adam's weight decay); gradient-norm clipping of each
+    network, each critic on its own (``max_grad_norm``); one update per ``train_freq`` env steps.
+    (Each critic having its own Adam, as Enders', is the same as one Adam over both: Adam is
+    elementwise.) Not reproduced: Enders train in float16 mixed precision (Keras
+    ``LossScaleOptimizer``); here everything is float32, which changes rounding, not the algorithm.
 
     :param policy: "CnnPolicy" (Enders' CNN, for the grid), "MlpPolicy" (flat observations) or a class.
     :param env: the environment or its id.
@@ -102,10 +125,11 @@ class DiscreteRiskSAC(OffPolicyAlgorithm):
     :param train_freq: env steps between updates.
     :param gradient_steps: gradient steps per update.
     :param ent_coef: entropy coefficient κ (fixed).
-    :param ent_coef_zero_at: fraction of training after which κ = 0 (``None``: never).
+    :param ent_coef_zero_at: fraction of the run after which κ = 0 (``None``: no fractional switch).
+    :param ent_coef_zero_at_step: env step from which κ = 0 (default Enders' 800k; ``None``: none).
     :param reward_scaling: divide rewards by the std of the buffer's rewards.
-    :param l2: L2 weight penalty (Adam weight decay) of actor and critics.
-    :param max_grad_norm: gradient-norm clip of each network (``None``: none).
+    :param l2: coefficient of the L2 penalty on the weights of actor and critics (see :func:`l2_penalty`).
+    :param max_grad_norm: gradient-norm clip of the actor and of each critic separately (``None``: none).
     :param huber_delta: δ of the Huber loss of the "enders" target.
     :param policy_kwargs: policy arguments (``net_arch``, ``n_critics``, ...).
     :param tensorboard_log: TensorBoard log folder.
@@ -134,7 +158,8 @@ class DiscreteRiskSAC(OffPolicyAlgorithm):
         train_freq: int = 20,
         gradient_steps: int = 1,
         ent_coef: float = math.exp(-2.0),
-        ent_coef_zero_at: float | None = 0.4,
+        ent_coef_zero_at: float | None = None,
+        ent_coef_zero_at_step: int | None = ENDERS_ENT_COEF_ZERO_AT_STEP,
         reward_scaling: bool = True,
         l2: float = 1e-4,
         max_grad_norm: float | None = 10.0,
@@ -153,15 +178,17 @@ class DiscreteRiskSAC(OffPolicyAlgorithm):
             raise ValueError(f"ent_coef must be a finite number >= 0, got {ent_coef!r}")
         if ent_coef_zero_at is not None and not 0 <= ent_coef_zero_at <= 1:
             raise ValueError(f"ent_coef_zero_at must be in [0, 1] or None, got {ent_coef_zero_at!r}")
-        if not l2 >= 0:
-            raise ValueError(f"l2 must be >= 0, got {l2!r}")
+        if ent_coef_zero_at_step is not None and not (
+            int(ent_coef_zero_at_step) == ent_coef_zero_at_step and ent_coef_zero_at_step >= 0
+        ):
+            raise ValueError(f"ent_coef_zero_at_step must be an integer >= 0 or None, got {ent_coef_zero_at_step!r}")
+        if not (l2 >= 0 and math.isfinite(l2)):
+            raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
         if max_grad_norm is not None and not max_grad_norm > 0:
             raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
         if not huber_delta > 0:
             raise ValueError(f"huber_delta must be > 0, got {huber_delta!r}")
         policy_kwargs = dict(policy_kwargs or {})
-        if l2 > 0:
-            policy_kwargs.setdefault("optimizer_kwargs", {}).setdefault("weight_decay", l2)
         super().__init__(
             policy,
             make_env(env),
@@ -187,6 +214,7 @@ class DiscreteRiskSAC(OffPolicyAlgorithm):
         self.target = target
         self.ent_coef = float(ent_coef)
         self.ent_coef_zero_at = ent_coef_zero_at
+        self.ent_coef_zero_at_step = None if ent_coef_zero_at_step is None else int(ent_coef_zero_at_step)
         self.reward_scaling = reward_scaling
         self.l2 = l2
         self.max_grad_norm = max_grad_norm
@@ -195,7 +223,11 @@ class DiscreteRiskSAC(OffPolicyAlgorithm):
             self._setup_model()
 
     def current_ent_coef(self) -> float:
-        """κ now: ``ent_coef`` until ``ent_coef_zero_at`` of training, then 0."""
+        """κ now: ``ent_coef`` until env step ``ent_coef_zero_at_step`` or the fraction ``ent_coef_zero_at``
+        of the run (whichever comes first), then 0."""
+        step = getattr(self, "ent_coef_zero_at_step", None)  # absent in models saved before it existed
+        if step is not None and self.num_timesteps >= step:
+            return 0.0
         if self.ent_coef_zero_at is not None and 1.0 - self._current_progress_remaining >= self.ent_coef_zero_at:
             return 0.0
         return self.ent_coef
@@ -209,12 +241,13 @@ class DiscreteRiskSAC(OffPolicyAlgorithm):
         std = float(np.std(buf.rewards[:n])) if n > 1 else 0.0
         return 1.0 / std if std > 1e-8 else 1.0
 
-    def _clip_step(self, module: th.nn.Module, optimizer: th.optim.Optimizer) -> th.Tensor:
-        """Clip the gradient norm (if ``max_grad_norm``) and step; returns the norm before clipping."""
+    def _clip_step(self, modules: list[th.nn.Module], optimizer: th.optim.Optimizer) -> th.Tensor:
+        """Clip the gradient norm of each module on its own (if ``max_grad_norm``), then step the optimizer;
+        returns the norm of all their gradients together before clipping."""
         max_norm = self.max_grad_norm if self.max_grad_norm is not None else math.inf
-        norm = th.nn.utils.clip_grad_norm_(module.parameters(), max_norm)
+        norms = th.stack([th.nn.utils.clip_grad_norm_(m.parameters(), max_norm) for m in modules])
         optimizer.step()
-        return norm
+        return th.linalg.vector_norm(norms)
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         self.policy.set_training_mode(True)
@@ -249,8 +282,9 @@ class DiscreteRiskSAC(OffPolicyAlgorithm):
                 c_loss = sum(critic_loss(self.critic_loss, qi, y, self.risk_aversion) for qi in q)
             assert isinstance(c_loss, th.Tensor)
             self.policy.critic_optimizer.zero_grad()
-            c_loss.backward()
-            c_norms.append(self._clip_step(self.policy.critics, self.policy.critic_optimizer).detach())
+            (c_loss + l2_penalty(self.policy.critics, self.l2)).backward()
+            critics = list(self.policy.critics)
+            c_norms.append(self._clip_step(critics, self.policy.critic_optimizer).detach())
             # actor: E_s Σ_a π(a|s)(κ log π(a|s) − min_i Q_i(s, a)), with the critics' values from before
             # their step (Enders et al.'s order; saves two critic forwards per update)
             logits = self.policy.logits(data.observations)
@@ -258,8 +292,8 @@ class DiscreteRiskSAC(OffPolicyAlgorithm):
             q_all = q_all_critics.detach().min(dim=0).values
             a_loss = (log_pi.exp() * (kappa * log_pi - q_all)).sum(-1).mean()
             self.policy.actor_optimizer.zero_grad()
-            a_loss.backward()
-            self._clip_step(self.policy.actor, self.policy.actor_optimizer)
+            (a_loss + l2_penalty(self.policy.actor, self.l2)).backward()
+            self._clip_step([self.policy.actor], self.policy.actor_optimizer)
             polyak_update(self.policy.critics.parameters(), self.policy.critics_target.parameters(), self.tau)
             c_losses.append(c_loss.detach())
             a_losses.append(a_loss.detach())

@@ -59,7 +59,7 @@ class DiscreteSACPolicy(BasePolicy):
     :param features_extractor_class: e.g. :class:`EndersCNN` or SB3's ``FlattenExtractor``.
     :param n_critics: number of critics (2: twin).
     :param optimizer_class: optimizer of actor and critics.
-    :param optimizer_kwargs: its keyword arguments (e.g. ``weight_decay`` for an L2 penalty).
+    :param optimizer_kwargs: its keyword arguments (the L2 penalty is DiscreteRiskSAC's ``l2``, not weight decay).
     """
 
     def __init__(

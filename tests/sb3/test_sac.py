@@ -118,7 +118,9 @@ def test_discrete_save_load_and_determinism(tmp_path: Path) -> None:
 
 
 def test_entropy_schedule_and_reward_scaling() -> None:
-    model = DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", ent_coef_zero_at=0.4, **DSAC_KW)
+    model = DiscreteRiskSAC(
+        "CnnPolicy", "is_envs/ItemPickup-v0", ent_coef_zero_at=0.4, ent_coef_zero_at_step=None, **DSAC_KW
+    )
     model._current_progress_remaining = 0.7
     assert model.current_ent_coef() == pytest.approx(math.exp(-2))
     model._current_progress_remaining = 0.6
@@ -171,3 +173,86 @@ def test_training_trace_records_pre_clip_gradient_norms_and_q_ranges() -> None:
         assert window["q_abs_max"]["max"] >= abs(window["q_mean"]["mean"])
     with pytest.raises(ValueError, match="every"):
         TrainingTraceCallback(every=0)
+
+
+def _grads_before_each_step(model: DiscreteRiskSAC) -> dict[str, list[th.Tensor]]:
+    """The gradients each optimizer applies at the next update (after clipping), by optimizer name, and
+    its parameters just before (``<name>_params``)."""
+    seen: dict[str, list[th.Tensor]] = {}
+    for name in ("critic_optimizer", "actor_optimizer"):
+        opt = getattr(model.policy, name)
+
+        def hook(optimizer: th.optim.Optimizer, args: object, kwargs: object, name: str = name) -> None:
+            params = [p for g in optimizer.param_groups for p in g["params"]]
+            seen[name] = [p.grad.detach().clone() for p in params]
+            seen[name + "_params"] = [p.detach().clone() for p in params]
+
+        opt.register_step_pre_hook(hook)
+    return seen
+
+
+def _twin_models(**kwargs: object) -> tuple[DiscreteRiskSAC, DiscreteRiskSAC]:
+    """Two models with the same seed and replay buffer, ready for one update on the same batch."""
+    base = {**DSAC_KW, "max_grad_norm": None, "learning_starts": 10_000}
+    pair = []
+    for extra in kwargs.pop("variants"):  # type: ignore[attr-defined]
+        model = DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", **{**base, **kwargs, **extra})
+        model.learn(120)  # fills the buffer, no update yet (learning_starts)
+        pair.append(model)
+    return pair[0], pair[1]
+
+
+def test_l2_penalty_is_enders_kernel_regulariser_on_weights_only() -> None:
+    """Hand computation: the gradient applied with l2 = c minus the one with l2 = 0, on the same batch
+    from the same state, is 2·c·W for every weight tensor and exactly 0 for every bias."""
+    c = 0.05
+    plain, penalised = _twin_models(variants=[{"l2": 0.0}, {"l2": c}])
+    assert all(g["weight_decay"] == 0 for g in penalised.policy.critic_optimizer.param_groups)  # no Adam decay
+    grads_plain, grads_pen = _grads_before_each_step(plain), _grads_before_each_step(penalised)
+    for model in (plain, penalised):  # the same minibatch and next actions for both
+        np.random.seed(1)  # noqa: NPY002  (SB3's replay buffer samples from the legacy global generator)
+        th.manual_seed(1)
+        model.train(1, batch_size=16)
+    for name in ("critic_optimizer", "actor_optimizer"):
+        for w0, w, g0, g1 in zip(grads_plain[name + "_params"], grads_pen[name + "_params"], grads_plain[name],
+                                 grads_pen[name], strict=True):  # fmt: skip
+            assert th.equal(w0, w)  # the same state before the update
+            expected = 2 * c * w if w.ndim >= 2 else th.zeros_like(w)
+            th.testing.assert_close(g1 - g0, expected, rtol=1e-4, atol=1e-7)
+
+
+def test_each_critic_is_clipped_on_its_own() -> None:
+    """With max_grad_norm = m, each critic's applied gradient has norm m (not the two together)."""
+    m = 1e-3
+    model = DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", **{**DSAC_KW, "max_grad_norm": m,
+                                                                     "learning_starts": 10_000})  # fmt: skip
+    model.learn(120)
+    grads = _grads_before_each_step(model)
+    model.train(1, batch_size=16)
+    sizes = [sum(1 for _ in critic.parameters()) for critic in model.policy.critics]
+    first, second = grads["critic_optimizer"][: sizes[0]], grads["critic_optimizer"][sizes[0] :]
+    for part in (first, second, grads["actor_optimizer"]):
+        assert th.nn.utils.get_total_norm(part).item() == pytest.approx(m, rel=1e-4)
+
+
+def test_entropy_coefficient_switches_off_at_enders_absolute_step() -> None:
+    from is_sb3.discrete_sac.discrete_sac import ENDERS_ENT_COEF_ZERO_AT_STEP
+
+    assert ENDERS_ENT_COEF_ZERO_AT_STEP == 800_000
+    model = DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", **DSAC_KW)  # default: Enders' schedule
+    assert model.ent_coef_zero_at is None and model.ent_coef_zero_at_step == 800_000
+    model._current_progress_remaining = 0.01  # late in a run: the fraction no longer matters
+    for step, kappa in ((0, math.exp(-2)), (799_999, math.exp(-2)), (800_000, 0.0), (2_000_000, 0.0)):
+        model.num_timesteps = step
+        assert model.current_ent_coef() == pytest.approx(kappa)
+    both = DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", ent_coef_zero_at=0.4, ent_coef_zero_at_step=1000,
+                           **DSAC_KW)  # fmt: skip
+    both.num_timesteps, both._current_progress_remaining = 999, 0.7  # neither reached
+    assert both.current_ent_coef() > 0
+    both._current_progress_remaining = 0.6  # the fraction first
+    assert both.current_ent_coef() == 0.0
+    both.num_timesteps, both._current_progress_remaining = 1000, 0.9  # the step first
+    assert both.current_ent_coef() == 0.0
+    for bad in (-1, 2.5):
+        with pytest.raises(ValueError, match="ent_coef_zero_at_step"):
+            DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", ent_coef_zero_at_step=bad)  # type: ignore[arg-type]
