@@ -4,6 +4,7 @@
     python -m benchmarks.analytic                          # paper: 100k iterations, 5 seeds
     python -m benchmarks.analytic --iterations 20000 --seeds 1 --workers 2   # what the README reports
     python -m benchmarks.analytic --speed                  # it/s: compiled vs eager RiskAC vs plain PyTorch
+    python -m benchmarks.analytic --from-json A.json B.json --tag merged   # merge runs of separate invocations
 
 Writes ``benchmarks/results/analytic.json``, ``analytic.md`` (table) and ``analytic.png``
 (relative value / policy RMSE against the closed form over training, mean over seeds).
@@ -12,13 +13,23 @@ Writes ``benchmarks/results/analytic.json``, ``analytic.md`` (table) and ``analy
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.common import result_stem, run_parallel, train_risk_ac, write_json, write_results
+from benchmarks.common import (
+    mean_std,
+    result_stem,
+    run_parallel,
+    settles_within,
+    train_risk_ac,
+    write_json,
+    write_results,
+)
 
 #: name -> (env id, risk aversion α); k = ασ² for the quadratic task
 TASKS: dict[str, tuple[str, float]] = {
@@ -31,18 +42,28 @@ LOSSES = ["is", "emse", "sp", "mse"]
 
 
 def summarise(runs: list[dict[str, Any]], key_of: dict[tuple[str, float], str]) -> dict[str, dict[str, Any]]:
-    """Mean ± std over seeds of the final metrics, per (task, loss)."""
+    """Per (task, loss): the final metrics of every seed (mean ± std in the table), and where V(s0)
+    settles within 1 % of V*(s0) for good (iteration, CPU seconds)."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for run in runs:
         groups[(key_of[(run["env_id"], run["risk_aversion"])], run["critic_loss"])].append(run)
     table: dict[str, dict[str, Any]] = {}
-    for (task, loss), group in groups.items():
-        row: dict[str, Any] = {"task": task, "loss": loss, "seeds": len(group)}
+    for (task, loss), group in sorted(
+        groups.items(), key=lambda kv: (list(TASKS).index(kv[0][0]), LOSSES.index(kv[0][1]))
+    ):
+        group = sorted(group, key=lambda g: g["seed"])
+        row: dict[str, Any] = {"task": task, "loss": loss, "seeds": [g["seed"] for g in group]}
         for metric in ("value_rel_rmse", "policy_rel_rmse", "value_s0", "reference_value_s0", "ce_return"):
-            vals = np.array([g["final"].get(metric, np.nan) for g in group], dtype=float)
-            row[metric] = float(np.mean(vals))
-            row[metric + "_std"] = float(np.std(vals))
-        row["seconds"] = float(np.mean([g["seconds"] for g in group]))
+            row[metric] = [float(g["final"].get(metric, np.nan)) for g in group]
+        settled = [
+            settles_within(g["history"], g["final"]["reference_value_s0"])
+            if "reference_value_s0" in g["final"]
+            else {"iteration": np.nan, "cpu_seconds": np.nan}
+            for g in group
+        ]
+        row["settled_iteration"] = [x["iteration"] for x in settled]
+        row["settled_cpu_seconds"] = [x["cpu_seconds"] for x in settled]
+        row["seconds"] = [float(g["seconds"]) for g in group]
         table[f"{task} | {loss}"] = row
     return table
 
@@ -51,20 +72,26 @@ def markdown(table: dict[str, dict[str, Any]], config: str) -> str:
     lines = [
         f"Configuration: {config}",
         "",
-        "| task | loss | value rel. RMSE | policy rel. RMSE | V(s0) learned | V*(s0) | CE of return (MC) |",
-        "|---|---|---|---|---|---|---|",
+        "Mean ± std over seeds (n = seeds); 'settles' = the iteration (and CPU seconds) from which V(s0) stays",
+        "within 1 % of V*(s0) at every later evaluation (evaluations every 1 % of the run); CE of the return:",
+        "the policy's certainty equivalent on 10k common evaluation paths (own generator).",
+        "",
+        "| task | loss | n | value rel. RMSE (%) | policy rel. RMSE (%) | V(s0) learned | V*(s0) | settles (it.) "
+        "| settles (CPU s) | CE of return |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in table.values():
         lines.append(
-            f"| {row['task']} | {row['loss']} "
-            f"| {100 * row['value_rel_rmse']:.2f} % ± {100 * row['value_rel_rmse_std']:.2f}"
-            f" | {100 * row['policy_rel_rmse']:.2f} % | {row['value_s0']:.4f} | {row['reference_value_s0']:.4f}"
-            f" | {row['ce_return']:.4f} |"
+            f"| {row['task']} | {row['loss']} | {len(row['seeds'])} | {mean_std(row['value_rel_rmse'], '{:.2f}', 100)} "
+            f"| {mean_std(row['policy_rel_rmse'], '{:.2f}', 100)} | {mean_std(row['value_s0'], '{:.4g}')} "
+            f"| {np.mean(row['reference_value_s0']):.4g} | {mean_std(row['settled_iteration'], '{:.0f}')} "
+            f"| {mean_std(row['settled_cpu_seconds'], '{:.0f}')} | {mean_std(row['ce_return'], '{:.4g}')} |"
         )
     return "\n".join(lines)
 
 
 def plot(runs: list[dict[str, Any]], key_of: dict[tuple[str, float], str], tasks: list[str], path: str) -> None:
+    """Relative value and policy RMSE over training: mean over seeds with a ±1 std band (the paper's Fig. 2)."""
     from is_sb3.plotting import pyplot, save_figure
 
     plt = pyplot()
@@ -78,16 +105,21 @@ def plot(runs: list[dict[str, Any]], key_of: dict[tuple[str, float], str], tasks
             histories = curves.get((task, loss))
             if not histories:
                 continue
-            it = [h["iteration"] for h in histories[0]]
+            n = min(len(h) for h in histories)
+            it = [h["iteration"] for h in histories[0][:n]]
             for row, metric in enumerate(("value_rel_rmse", "policy_rel_rmse")):
-                vals = np.nanmean([[h.get(metric, np.nan) for h in hist] for hist in histories], axis=0)
-                axes[row, col].plot(it, 100 * vals, label=loss)
+                vals = 100 * np.array([[h.get(metric, np.nan) for h in hist[:n]] for hist in histories])
+                mean, std = np.nanmean(vals, axis=0), np.nanstd(vals, axis=0)
+                (line,) = axes[row, col].plot(it, mean, label=f"{loss} (n={len(histories)})")
+                axes[row, col].fill_between(
+                    it, np.maximum(mean - std, 1e-3), mean + std, color=line.get_color(), alpha=0.2
+                )
         for row, name in enumerate(("value", "policy")):
             ax = axes[row, col]
             ax.set_yscale("log")
             ax.set_title(f"{task}: {name}")
             ax.set_xlabel("iteration")
-            ax.set_ylabel(f"relative {name} RMSE (%)")
+            ax.set_ylabel(f"relative {name} RMSE (%), mean ± 1 std")
             ax.grid(alpha=0.3)
     axes[0, 0].legend()
     save_figure(fig, path, dpi=110)
@@ -210,11 +242,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--speed", action="store_true", help="only measure iterations/s")
     parser.add_argument("--tag", default="", help="suffix of the result files (analytic_<tag>.*)")
+    parser.add_argument(
+        "--from-json", nargs="+", metavar="FILE", help="no training: re-report (and merge) the runs of these files"
+    )
     args = parser.parse_args(argv)
     if args.speed:
         result = speed(300 if args.quick else 2000, args.device, args.losses)
         write_json(f"analytic_speed_{args.device.replace(':', '')}{'_' + args.tag if args.tag else ''}.json", result)
         return result
+    if args.from_json:
+        runs = [run for path in args.from_json for run in json.loads(Path(path).read_text())["runs"]]
+        return report(runs, args.tag)
     iterations = args.iterations or (3000 if args.quick else 100_000)
     seeds = args.seeds or (1 if args.quick else 5)
     jobs = [
@@ -222,15 +260,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
          "iterations": iterations, "device": args.device}
         for t in args.tasks for loss in args.losses for seed in range(args.first_seed, args.first_seed + seeds)
     ]  # fmt: skip
-    runs = run_parallel(train_risk_ac, jobs, args.workers)
+    return report(run_parallel(train_risk_ac, jobs, args.workers), args.tag)
+
+
+def report(runs: list[dict[str, Any]], tag: str) -> dict[str, Any]:
+    """Table (mean ± std over seeds), JSON and plot of ``runs`` (of one or several invocations)."""
     key_of = {v: k for k, v in TASKS.items()}
+    runs = [r for r in runs if (r["env_id"], r["risk_aversion"]) in key_of]
+    tasks = [t for t in TASKS if any(key_of[(r["env_id"], r["risk_aversion"])] == t for r in runs)]
     table = summarise(runs, key_of)
+    iterations = sorted({r["iterations"] for r in runs})
+    devices = sorted({r.get("device", "cpu") for r in runs})
     config = (
-        f"{iterations} iterations, {seeds} seed(s), batch 1024, paper schedule (peak lr 1e-4), device {args.device}"
+        f"{'/'.join(map(str, iterations))} iterations, batch 1024, paper schedule (peak lr 1e-4), "
+        f"device {'/'.join(devices)}, one CPU thread per run"
     )
     text = markdown(table, config)
     payload = {"config": config, "table": table, "runs": runs}
-    write_results(result_stem("analytic", args.tag), text, payload, lambda path: plot(runs, key_of, args.tasks, path))
+    write_results(result_stem("analytic", tag), text, payload, lambda path: plot(runs, key_of, tasks, path))
     return payload
 
 

@@ -81,15 +81,28 @@ class BachelierSimulator:
         return self.task.reward(t, s, a, s_next)
 
     @th.no_grad()
-    def rollout_returns(self, policy: Callable[[th.Tensor, th.Tensor], th.Tensor], n_paths: int) -> th.Tensor:
-        """Total reward Σ_t r_t of ``n_paths`` episodes under ``policy(t, S) -> a`` (tensors in, out).
+    def rollout_returns(
+        self,
+        policy: Callable[[th.Tensor, th.Tensor], th.Tensor],
+        n_paths: int | None = None,
+        paths: th.Tensor | None = None,
+    ) -> th.Tensor:
+        """Total reward Σ_t r_t of episodes under ``policy(t, S) -> a`` (tensors in, out).
 
-        :return: returns, shape ``(n_paths,)``.
+        :param policy: the policy.
+        :param n_paths: simulate this many fresh price paths from the simulator's generator, or
+        :param paths: use these price paths, shape ``(n, T + 1)`` (e.g. common evaluation paths).
+        :return: returns, shape ``(n,)``.
         """
-        paths = self.sample_paths(n_paths)
-        total = th.zeros(n_paths, device=self.device, dtype=self.dtype)
+        if (n_paths is None) == (paths is None):
+            raise ValueError("give exactly one of n_paths and paths")
+        if paths is None:
+            assert n_paths is not None
+            paths = self.sample_paths(n_paths)
+        n = paths.shape[0]
+        total = th.zeros(n, device=self.device, dtype=self.dtype)
         for step in range(self.task.horizon):
-            t = th.full((n_paths,), step, device=self.device, dtype=th.long)
-            a = policy(t, paths[:, step]).reshape(n_paths).to(self.dtype)
+            t = th.full((n,), step, device=self.device, dtype=th.long)
+            a = policy(t, paths[:, step]).reshape(n).to(self.dtype)
             total += self.reward(t, paths[:, step], a, paths[:, step + 1])
         return total

@@ -80,6 +80,7 @@ class RiskAC(BaseAlgorithm):
         return (0 disables).
     :param n_eval_states: states (from the price process at all t) for the reference RMSEs.
     :param n_eval_paths: simulated episodes for the Monte-Carlo CE of the return.
+    :param eval_seed: seed of the evaluation's own generator (its states and common price paths).
     :param policy_kwargs: keyword arguments of the policy (``net_arch``, ``activation_fn``, ...).
     :param tensorboard_log: TensorBoard log folder (``None``: no TensorBoard).
     :param verbose: 0 silent, 1 info (tables of logged values), 2 debug.
@@ -109,6 +110,7 @@ class RiskAC(BaseAlgorithm):
         eval_freq: int = 1000,
         n_eval_states: int = 4096,
         n_eval_paths: int = 10_000,
+        eval_seed: int = 2025,
         policy_kwargs: dict[str, Any] | None = None,
         tensorboard_log: str | None = None,
         verbose: int = 0,
@@ -152,6 +154,7 @@ class RiskAC(BaseAlgorithm):
         self.eval_freq = int(eval_freq)
         self.n_eval_states = int(n_eval_states)
         self.n_eval_paths = int(n_eval_paths)
+        self.eval_seed = int(eval_seed)
         self.torch_compile = bool(torch_compile)
         self.task: BachelierTask | None = None
         self.eval_history: list[dict[str, float]] = []
@@ -203,11 +206,13 @@ class RiskAC(BaseAlgorithm):
         self._setup_reference()
 
     def _setup_reference(self) -> None:
-        """Fixed evaluation states and, where the task has one, the reference answer on them."""
+        """Fixed evaluation states and price paths from their own generator (seed ``eval_seed``, never the
+        training one: evaluating changes nothing in training, and every evaluation, every seed and every
+        loss uses the same common states and paths), and, where the task has one, the reference answer."""
         assert self.task is not None
-        states = BachelierSimulator(self.task, self.device, th.float32, seed=2025).sample_transitions(
-            self.n_eval_states
-        )
+        eval_sim = BachelierSimulator(self.task, self.device, th.float32, seed=self.eval_seed)
+        states = eval_sim.sample_transitions(self.n_eval_states)
+        self._eval_paths = eval_sim.sample_paths(self.n_eval_paths)
         self._eval_obs = self.simulator.observe(states.t, states.s)
         self._s0_obs = self.simulator.observe(
             th.zeros(1, dtype=th.long, device=self.device), th.full((1,), self.task.s0, device=self.device)
@@ -231,6 +236,7 @@ class RiskAC(BaseAlgorithm):
             *super()._excluded_save_params(),
             "simulator",
             "_eval_obs",
+            "_eval_paths",
             "_s0_obs",
             "_ref_value",
             "_ref_action",
@@ -328,7 +334,7 @@ class RiskAC(BaseAlgorithm):
         def act(t: th.Tensor, s: th.Tensor) -> th.Tensor:
             return policy.action(sim.observe(t, s)).squeeze(-1)
 
-        returns = sim.rollout_returns(act, self.n_eval_paths).double()
+        returns = sim.rollout_returns(act, paths=self._eval_paths).double()
         ce, se = certainty_equivalent_with_se(returns, self.risk_aversion)
         out["ce_return"], out["ce_return_se"] = float(ce), float(se)
         out["mean_return"], out["std_return"] = float(returns.mean()), float(returns.std())
@@ -356,6 +362,7 @@ class RiskAC(BaseAlgorithm):
             total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )
         cb.on_training_start(locals(), globals())
+        cpu_start, wall_start, eval_cpu, eval_wall = time.process_time(), time.perf_counter(), 0.0, 0.0
         optimizers = [self.policy.actor_optimizer, self.policy.critic_optimizer]
         sums = th.zeros(4, device=self.device)
         n_sum = 0
@@ -370,8 +377,17 @@ class RiskAC(BaseAlgorithm):
             if not cb.on_step():
                 break
             if self.eval_freq > 0 and self._n_updates % self.eval_freq == 0:
+                cpu_now, wall_now = time.process_time(), time.perf_counter()
                 metrics = self.evaluate()
-                self.eval_history.append({"iteration": float(self._n_updates), **metrics})
+                # seconds of this learn() call so far, evaluations excluded (CPU time of this process; the
+                # one-off compile partly runs in worker processes, so it shows in the wall time only)
+                spent = {
+                    "cpu_seconds": cpu_now - cpu_start - eval_cpu,
+                    "wall_seconds": wall_now - wall_start - eval_wall,
+                }
+                eval_cpu += time.process_time() - cpu_now
+                eval_wall += time.perf_counter() - wall_now
+                self.eval_history.append({"iteration": float(self._n_updates), **spent, **metrics})
                 for key, value in metrics.items():
                     prefix = "reference" if key.startswith(("value_r", "policy_r", "reference")) else "eval"
                     self.logger.record(f"{prefix}/{key}", value)

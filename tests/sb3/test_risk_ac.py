@@ -164,3 +164,24 @@ def test_warns_where_the_exponential_weights_have_infinite_variance() -> None:
         warnings.simplefilter("error")
         RiskAC("MlpPolicy", "is_envs/QuadraticPenalty-v0", risk_aversion=4.0, seed=0, **FAST)  # k = 0.4
         RiskAC("MlpPolicy", "is_envs/QuadraticPenalty-v0", risk_aversion=5.0, critic_loss="mse", seed=0, **FAST)
+
+
+def test_evaluation_never_changes_training_and_uses_common_paths() -> None:
+    """Evaluations draw from their own generator: eval_freq does not change the trained networks, and the
+    CE of the return is measured on the same paths every time (two evaluations in a row agree exactly)."""
+
+    def trained(eval_freq: int) -> RiskAC:
+        model = RiskAC("MlpPolicy", "is_envs/QuadraticPenalty-v0", risk_aversion=2.0, seed=7,
+                       **{**FAST, "eval_freq": eval_freq})  # fmt: skip
+        model.learn(40, log_interval=0)
+        return model
+
+    quiet, evaluated = trained(0), trained(10)
+    assert len(evaluated.eval_history) == 4 and not quiet.eval_history
+    for p, q in zip(quiet.policy.state_dict().values(), evaluated.policy.state_dict().values(), strict=True):
+        assert th.equal(p, q)
+    first, second = evaluated.evaluate(), evaluated.evaluate()
+    assert first["ce_return"] == second["ce_return"]
+    history = evaluated.eval_history
+    assert all(h["cpu_seconds"] >= 0 and h["wall_seconds"] > 0 for h in history)
+    assert [h["wall_seconds"] for h in history] == sorted(h["wall_seconds"] for h in history)
