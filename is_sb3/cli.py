@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from is_sb3.common import positive_int
+
 __all__ = ["main"]
 
 ALGOS = ("risk_ac", "risk_sac", "discrete_risk_sac")
@@ -400,6 +402,14 @@ def _fmt(v: Any) -> str:
 # ------------------------------------------------------------------------------------------ main
 
 
+def _check_device(device: str) -> None:
+    """Refuse a CUDA device where none is available (torch would silently train elsewhere or fail late)."""
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CLIError(f"--device {device!r}: CUDA is not available on this machine (use 'auto' or 'cpu')")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="is-rl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -417,11 +427,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--env", required=True, help="env id, e.g. is_envs/QuadraticPenalty-v0")
     t.add_argument("--loss", default=None, help="critic loss: is, emse, sp, mse")
     t.add_argument("--risk-aversion", type=float, default=None)
-    t.add_argument("--timesteps", type=int, default=None, help="iterations (overrides n_timesteps)")
+    t.add_argument("--timesteps", type=positive_int, default=None, help="iterations (overrides n_timesteps)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default=None, help="run folder (default models/<name>)")
     t.add_argument("--tensorboard-log", default="runs")
-    t.add_argument("--checkpoint-freq", type=int, default=10_000)
+    t.add_argument("--checkpoint-freq", type=positive_int, default=10_000)
     t.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     t.add_argument("--no-progress-bar", action="store_true")
 
@@ -445,8 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--losses", nargs="+", default=["is"])
     s.add_argument("--risk-aversions", nargs="+", type=float, default=[1.0])
     s.add_argument("--seeds", nargs="+", type=int, default=[0])
-    s.add_argument("--timesteps", type=int, default=None)
-    s.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    s.add_argument("--timesteps", type=positive_int, default=None)
+    s.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1)
     s.add_argument("--ray-address", default=None, help="run on a Ray cluster (e.g. 'auto'); needs is-rl[ray]")
     s.add_argument("--out", default="sweeps/latest")
 
@@ -468,6 +478,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and args.command not in ("quickstart", "bench"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        if getattr(args, "device", None):
+            _check_device(args.device)
         if args.command == "train":
             result = train_run(
                 args.algo, args.env, args.loss, args.risk_aversion, args.timesteps, args.seed, args.config,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 
 import gymnasium as gym
@@ -9,7 +10,7 @@ from stable_baselines3.common.type_aliases import GymEnv
 
 import is_envs  # noqa: F401  (registers the env ids used by name)
 
-__all__ = ["check_risk_settings", "make_env"]
+__all__ = ["check_risk_settings", "check_total_timesteps", "make_env", "positive_int"]
 
 
 def make_env(env: GymEnv | str) -> GymEnv:
@@ -30,3 +31,21 @@ def check_risk_settings(risk_aversion: float, critic_loss: str) -> float:
     if critic_loss not in LOSSES:
         raise ValueError(f"critic_loss must be one of {sorted(LOSSES)}, got {critic_loss!r}")
     return alpha
+
+
+def check_total_timesteps(total_timesteps: int) -> int:
+    """``learn``'s budget as an int ≥ 1 (SB3 itself would silently train nothing for 0 or less)."""
+    if isinstance(total_timesteps, bool) or int(total_timesteps) != total_timesteps or total_timesteps < 1:
+        raise ValueError(f"total_timesteps must be an integer >= 1, got {total_timesteps!r}")
+    return int(total_timesteps)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1 (argparse turns the error into a one-line usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value

@@ -18,13 +18,14 @@ from rich.table import Table
 
 from is_envs.finance import reference_solution
 from is_sb3.ac import RiskAC
+from is_sb3.common import positive_int
 from is_sb3.schedules import WarmupConstantCosine
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="is_envs/QuadraticPenalty-v0")
-    parser.add_argument("--iterations", type=int, default=20_000)
+    parser.add_argument("--iterations", type=positive_int, default=20_000)
     parser.add_argument("--critic-loss", default="is", choices=["is", "emse", "sp", "mse"])
     parser.add_argument("--risk-aversion", type=float, default=2.0)
     parser.add_argument("--tensorboard-log", default="runs")

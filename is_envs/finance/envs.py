@@ -103,17 +103,19 @@ class BachelierEnv(gym.Env[np.ndarray, np.ndarray]):
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self.t >= self.task.horizon:
             raise RuntimeError("step() called after the episode terminated; call reset()")
-        a = float(
-            np.clip(
-                np.asarray(action, dtype=np.float64).reshape(-1)[0],
-                -self.task.max_position,
-                self.task.max_position,
-            )
-        )
+        raw = np.asarray(action, dtype=np.float64)
+        if raw.size != 1 or raw.ndim > 1:
+            raise ValueError(f"action must be one position (shape () or (1,)), got shape {raw.shape}")
+        requested = float(raw.reshape(-1)[0])
+        if not np.isfinite(requested):
+            raise ValueError(f"action must be a finite position, got {requested!r}")
+        bound = self.task.max_position
+        a = min(max(requested, -bound), bound)  # documented clipping to the action space, reported in info
         s_next = self.price + self.task.mu + self.task.sigma * float(self.np_random.standard_normal())
         reward = float(self.task.reward(self.t, self.price, a, s_next))
         self.t, self.price = self.t + 1, s_next
-        return self._obs(), reward, self.t == self.task.horizon, False, self._info()
+        info = {**self._info(), "position": a, "action_clipped": a != requested}
+        return self._obs(), reward, self.t == self.task.horizon, False, info
 
 
 class BachelierTradingEnv(BachelierEnv):

@@ -18,7 +18,7 @@ from is_envs.finance import BachelierSimulator, BachelierTask, QuadraticPenaltyT
 from is_envs.finance.simulator import Transitions
 from is_sb3.ac.compiled import CompiledIteration, supports_functional_step
 from is_sb3.ac.policies import RiskACPolicy
-from is_sb3.common import check_risk_settings, make_env
+from is_sb3.common import check_risk_settings, check_total_timesteps, make_env
 from is_sb3.losses import critic_loss, exponential_utility_actor_loss
 from is_sb3.risk import certainty_equivalent_with_se, effective_sample_size
 from is_sb3.schedules import WarmupConstantCosine
@@ -171,15 +171,22 @@ class RiskAC(BaseAlgorithm):
             self._setup_model()
 
     def _warn_heavy_tails(self) -> None:
-        """Warn where the exponential losses' gradients have infinite variance at the solution itself.
+        """Refuse risk settings whose optimal value is −∞; warn where the exponential losses' gradients have
+        infinite variance at the solution itself.
 
-        On the quadratic task the IS weight at the optimum is e^{αδ} = √(1 − k)·e^{αZ²/2}, whose second
-        moment (1 − k)/√(1 − 2k) is infinite for k = ασ² ≥ ½ (README: "Why k = 0.5 fails").
+        On the quadratic task the CE of the optimum is finite only for k = ασ² < 1 (SPEC §4.2); the IS
+        weight at the optimum is e^{αδ} = √(1 − k)·e^{αZ²/2}, whose second moment (1 − k)/√(1 − 2k) is
+        infinite for k ≥ ½ (README: "Why k = 0.5 fails").
         """
         task = self.task
-        if isinstance(task, QuadraticPenaltyTask) and self.critic_loss != "mse":
+        if isinstance(task, QuadraticPenaltyTask):
             k = self.risk_aversion * task.sigma**2
-            if k >= 0.5:
+            if k >= 1:
+                raise ValueError(
+                    f"risk_aversion must be < 1/σ² = {1 / task.sigma**2:g} on the quadratic task (k = ασ² = {k:g} "
+                    "≥ 1: the certainty equivalent of every policy is −∞)"
+                )
+            if k >= 0.5 and self.critic_loss != "mse":
                 warnings.warn(
                     f"risk_aversion·σ² = {k:g} ≥ 0.5 on the quadratic task: the exponential weights e^{{αδ}} of "
                     "the critic and actor gradients have infinite variance even at the solution; training is "
@@ -359,7 +366,7 @@ class RiskAC(BaseAlgorithm):
         :param progress_bar: show a progress bar (tqdm + rich).
         """
         total_timesteps, cb = self._setup_learn(
-            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
+            check_total_timesteps(total_timesteps), callback, reset_num_timesteps, tb_log_name, progress_bar
         )
         cb.on_training_start(locals(), globals())
         cpu_start, wall_start, eval_cpu, eval_wall = time.process_time(), time.perf_counter(), 0.0, 0.0
@@ -415,7 +422,10 @@ class RiskAC(BaseAlgorithm):
         self.logger.dump(step=self.num_timesteps)
 
     def predict_value(self, observation: np.ndarray) -> np.ndarray:
-        """V_θ of observations ``(n, 2)`` (or one ``(2,)``) as numpy."""
-        obs = th.as_tensor(np.asarray(observation, dtype=np.float32), device=self.device).reshape(-1, 2)
+        """V_θ of observations ``(n, 2)`` (or one ``(2,)``) as numpy, shape ``(n,)`` (or ``(1,)``)."""
+        array = np.asarray(observation, dtype=np.float32)
+        if array.shape[-1:] != (2,) or array.ndim > 2:
+            raise ValueError(f"observation must have shape (2,) or (n, 2) [t/T, normalised price], got {array.shape}")
+        obs = th.as_tensor(array, device=self.device).reshape(-1, 2)
         with th.no_grad():
             return self.policy.value(obs).cpu().numpy()

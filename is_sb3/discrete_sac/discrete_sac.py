@@ -14,7 +14,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import polyak_update
 from torch.nn import functional
 
-from is_sb3.common import check_risk_settings, make_env
+from is_sb3.common import check_risk_settings, check_total_timesteps, make_env
 from is_sb3.discrete_sac.policies import CnnPolicy, DiscreteSACPolicy, MlpPolicy
 from is_sb3.losses import critic_loss
 from is_sb3.risk import certainty_equivalent
@@ -330,6 +330,7 @@ class DiscreteRiskSAC(OffPolicyAlgorithm):
         progress_bar: bool = False,
     ) -> SelfDiscreteRiskSAC:
         """Train for ``total_timesteps`` environment steps (SB3's meaning)."""
+        total_timesteps = check_total_timesteps(total_timesteps)
         return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:

@@ -12,7 +12,7 @@ from stable_baselines3.common.type_aliases import GymEnv
 from stable_baselines3.sac import sac as sb3_sac
 from torch.nn import functional
 
-from is_sb3.common import check_risk_settings, make_env
+from is_sb3.common import check_risk_settings, check_total_timesteps, make_env
 from is_sb3.losses import critic_loss
 
 __all__ = ["RiskSAC"]
@@ -75,6 +75,11 @@ class RiskSAC(SAC):
         self.risk_aversion = alpha
         self.critic_loss = critic_loss
         super().__init__(policy, make_env(env), **kwargs)
+
+    def learn(self, total_timesteps: int, *args: Any, **kwargs: Any) -> RiskSAC:
+        """SB3's ``SAC.learn`` (``total_timesteps`` env steps), refusing budgets below 1."""
+        super().learn(check_total_timesteps(total_timesteps), *args, **kwargs)
+        return self
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         if self.critic_loss == "mse":

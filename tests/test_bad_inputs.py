@@ -1,0 +1,110 @@
+"""The table of bad inputs (issue 15): each one is refused with a clear error naming the parameter.
+
+API cases raise ``ValueError``; command-line cases print one ``is-rl: error`` / usage line and exit 2.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+
+import is_envs  # noqa: F401
+from is_sb3 import DiscreteRiskSAC, RiskAC, RiskSAC
+from is_sb3.cli import main
+
+AC = {"eval_freq": 0, "torch_compile": False, "device": "cpu", "batch_size": 16}
+QP = "is_envs/QuadraticPenalty-v0"
+
+
+def _ac(**kwargs: Any) -> RiskAC:
+    return RiskAC("MlpPolicy", QP, **{**AC, **kwargs})
+
+
+def _grid(**kwargs: Any) -> object:
+    return gym.make("is_envs/ItemPickup-v0", **kwargs)
+
+
+def _finance_step(action: Any) -> Callable[[], object]:
+    def run() -> object:
+        env = gym.make("is_envs/OptionHedging-v0").unwrapped
+        env.reset(seed=0)
+        return env.step(action)
+
+    return run
+
+
+API_CASES: list[tuple[str, Callable[[], object], str]] = [
+    ("NaN action", _finance_step(np.array([np.nan])), "finite position"),
+    ("infinite action", _finance_step(np.inf), "finite position"),
+    ("action of shape (3,)", _finance_step(np.zeros(3)), r"one position \(shape"),
+    ("action of shape (1, 1)", _finance_step(np.zeros((1, 1))), r"one position \(shape"),
+    ("learn(-5), RiskAC", lambda: _ac().learn(-5), "total_timesteps"),
+    ("learn(0), RiskAC", lambda: _ac().learn(0), "total_timesteps"),
+    ("learn(2.5), RiskAC", lambda: _ac().learn(2.5), "total_timesteps"),  # type: ignore[arg-type]
+    ("learn(0), RiskSAC", lambda: RiskSAC("MlpPolicy", "Pendulum-v1", device="cpu").learn(0), "total_timesteps"),
+    ("learn(-1), DiscreteRiskSAC",
+     lambda: DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", device="cpu", buffer_size=100).learn(-1),
+     "total_timesteps"),
+    ("quadratic task at k = ασ² = 1", lambda: _ac(risk_aversion=10.0),
+     r"risk_aversion must be < 1/σ² = 10"),
+    ("quadratic task at k = 3", lambda: _ac(risk_aversion=30.0),
+     "certainty equivalent of every policy is −∞"),
+    ("predict_value of 6 numbers",
+     lambda: _ac().predict_value(np.zeros(6)), r"shape \(2,\) or \(n, 2\)"),
+    ("predict_value of (2, 3)",
+     lambda: _ac().predict_value(np.zeros((2, 3))), r"shape \(2,\)"),
+    ("unknown released episodes", lambda: _grid(episodes="gradient13"), "distribution name"),
+    ("episodes file that does not exist", lambda: _grid(episodes="/missing.npz"), "npz file"),
+    ("ShiftTableCallback on a missing folder",
+     lambda: __import__("is_sb3.callbacks", fromlist=["x"]).ShiftTableCallback("/missing"), "not a folder"),
+    ("Enders' κ step negative",
+     lambda: DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", ent_coef_zero_at_step=-1), "ent_coef_zero_at_step"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "call", "message"), API_CASES, ids=[c[0] for c in API_CASES])
+def test_api_refuses_bad_input(case: str, call: Callable[[], object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_out_of_range_positions_are_clipped_and_reported() -> None:
+    env = gym.make("is_envs/OptionHedging-v0").unwrapped
+    env.reset(seed=0)
+    bound = env.task.max_position
+    *_, info = env.step(np.array([10 * bound]))
+    assert info["action_clipped"] and info["position"] == bound
+    *_, info = env.step(np.array([0.5], dtype=np.float32))
+    assert not info["action_clipped"] and info["position"] == 0.5
+
+
+CLI_CASES: list[tuple[list[str], str]] = [
+    (["train", "--env", "is_envs/QuadraticPenalty-v0", "--timesteps", "0"], "--timesteps: must be an integer >= 1"),
+    (["train", "--env", "is_envs/QuadraticPenalty-v0", "--timesteps", "-5"], "--timesteps: must be an integer >= 1"),
+    (["train", "--env", "is_envs/QuadraticPenalty-v0", "--checkpoint-freq", "0"], "--checkpoint-freq: must be"),
+    (["sweep", "--envs", "is_envs/QuadraticPenalty-v0", "--workers", "0"], "--workers: must be an integer >= 1"),
+    (["quickstart", "--iterations", "-1"], "--iterations: must be an integer >= 1"),
+    (["evaluate", "greedy", "--episodes-dir", "/missing"], "is not a folder"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), CLI_CASES, ids=[" ".join(c[0]) for c in CLI_CASES])
+def test_cli_refuses_bad_input_with_one_line_and_status_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        status = main(argv)
+    except SystemExit as exit_:  # argparse's usage errors
+        status = exit_.code
+    assert status == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(th.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cli_refuses_cuda_without_cuda(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--env", "is_envs/QuadraticPenalty-v0", "--timesteps", "5", "--device", "cuda"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
