@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -35,13 +36,105 @@ def first_below(history: list[dict[str, float]], reference: float, tol: float = 
     return float("nan")
 
 
+def train_pfhedge(alpha: float, seed: int, steps: int, eval_every: int = 50, n_paths: int = 1000) -> dict[str, Any]:
+    """The peer: pfhedge's deep hedging on the same problem (short ATM call, Bachelier, T = 10, σ² = 0.1).
+
+    Arithmetic Brownian paths from ``pfhedge.stochastic.generate_brownian`` (``n_paths`` per step, as
+    ``Hedger.fit``), pfhedge's default ``MultiLayerPerceptron`` (4 × 32 ReLU) on the features time to
+    maturity (T − t)/T and normalised spot (S − K)/(σ√T), P&L by ``pfhedge.nn.functional.pl``,
+    ``EntropicRiskMeasure(a=α)`` minimised with Adam (lr 1e-3, as ``Hedger.fit``). Every ``eval_every``
+    steps: the certainty equivalent its hedge achieves on RiskAC's common evaluation paths (same generator
+    and seed as ``RiskAC.evaluate``) and pfhedge's own price estimate (the risk measure on the batch).
+    """
+    import torch
+    from pfhedge.nn import EntropicRiskMeasure, MultiLayerPerceptron
+    from pfhedge.nn.functional import pl
+    from pfhedge.stochastic import generate_brownian
+
+    from is_envs.finance import BachelierSimulator, OptionHedgingTask
+    from is_sb3.risk import certainty_equivalent
+
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    task = OptionHedgingTask()
+    horizon, sigma, strike = task.horizon, task.sigma, task.k
+    model = MultiLayerPerceptron(in_features=2, out_features=1)
+    criterion = EntropicRiskMeasure(a=alpha)
+    optimizer = torch.optim.Adam(model.parameters())
+    _, eval_paths = BachelierSimulator(task, seed=2025).evaluation_set(4096, 10_000)  # RiskAC's defaults
+    ttm = 1.0 - torch.arange(horizon + 1, dtype=torch.float32) / horizon
+
+    def hedged_pl(spot: torch.Tensor) -> torch.Tensor:  # spot: (N, T + 1)
+        features = torch.stack([ttm.expand_as(spot), (spot - strike) / (sigma * horizon**0.5)], dim=-1)
+        unit = model(features).squeeze(-1)  # (N, T + 1); the last column is not used by pl
+        payoff = (spot[:, -1] - strike).clamp(min=0.0)
+        out: torch.Tensor = pl(spot.unsqueeze(1), unit.unsqueeze(1), payoff=payoff)
+        return out
+
+    history: list[dict[str, float]] = []
+    cpu0, wall0, eval_cpu, eval_wall = time.process_time(), time.perf_counter(), 0.0, 0.0
+    for step in range(1, steps + 1):
+        spot = generate_brownian(n_paths, horizon + 1, init_state=(task.s0,), sigma=sigma, dt=1.0)
+        loss = criterion(hedged_pl(spot))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % eval_every == 0:
+            c_now, w_now = time.process_time(), time.perf_counter()
+            with torch.no_grad():
+                ce = float(certainty_equivalent(hedged_pl(eval_paths).double(), alpha))
+            history.append({"iteration": float(step), "cpu_seconds": c_now - cpu0 - eval_cpu,
+                            "wall_seconds": w_now - wall0 - eval_wall, "ce_return": ce,
+                            "price_estimate": float(loss.detach())})  # fmt: skip
+            eval_cpu += time.process_time() - c_now
+            eval_wall += time.perf_counter() - w_now
+    final = {"ce_return": history[-1]["ce_return"], "price_estimate": history[-1]["price_estimate"]}
+    return {"method": "pfhedge", "risk_aversion": alpha, "seed": seed, "iterations": steps, "history": history,
+            "final": final}  # fmt: skip
+
+
+def peer_table(runs: list[dict[str, Any]], peer_runs: list[dict[str, Any]]) -> str:
+    """RiskAC (IS loss) and pfhedge side by side at each α of ``peer_runs``: the CE their hedges achieve on
+    the common paths, its error against the DP, and the CPU seconds to stay within 1 % for good."""
+    from is_envs.finance import OptionHedgingTask, reference_solution
+
+    task = OptionHedgingTask()
+    lines = [
+        "| α | method | n | V*(s0) (DP) | CE achieved (common paths) | error vs DP (%) | CE settles (it.) "
+        "| CE settles (CPU s) | V(s0) settles (CPU s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for alpha in sorted({r["risk_aversion"] for r in peer_runs}):
+        ref = float(reference_solution(task, alpha).value(0, task.s0))
+        groups = {
+            "RiskAC (is)": [r for r in runs if r["risk_aversion"] == alpha and r["critic_loss"] == "is"],
+            "pfhedge": [r for r in peer_runs if r["risk_aversion"] == alpha],
+        }
+        for method, group in groups.items():
+            if not group:
+                continue
+            ce = [g["final"]["ce_return"] for g in group]
+            ce_settle = [settles_within(g["history"], ref, key="ce_return") for g in group]
+            v_settle = [settles_within(g["history"], ref)["cpu_seconds"] if method != "pfhedge" else np.nan
+                        for g in group]  # fmt: skip
+            lines.append(
+                f"| {alpha} | {method} | {len(group)} | {ref:.4f} | {mean_std(ce)} "
+                f"| {mean_std([abs(c - ref) / abs(ref) for c in ce], '{:.2f}', 100)} "
+                f"| {mean_std([x['iteration'] for x in ce_settle], '{:.0f}')} "
+                f"| {mean_std([x['cpu_seconds'] for x in ce_settle], '{:.0f}')} | {mean_std(v_settle, '{:.0f}')} |"
+            )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="3000 iterations, 1 seed")
     parser.add_argument("--iterations", type=int, default=None, help="iterations per run (paper: 300000)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds (paper: 5)")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed, first-seed + 1, ...")
-    parser.add_argument("--alphas", nargs="+", type=float, default=ALPHAS)
+    parser.add_argument(
+        "--alphas", nargs="*", type=float, default=ALPHAS, help="RiskAC runs at these α (none: only the peer)"
+    )
     parser.add_argument("--losses", nargs="+", default=LOSSES, choices=LOSSES)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--device", default="cpu")
@@ -49,9 +142,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--from-json", nargs="+", metavar="FILE", help="no training: re-report (and merge) the runs of these files"
     )
+    parser.add_argument(
+        "--peer-alphas", nargs="*", type=float, default=None,
+        help="also train pfhedge's deep hedger at these α (pip install pfhedge; the issue's α = 1 and 10)",
+    )  # fmt: skip
+    parser.add_argument("--peer-steps", type=int, default=5000, help="pfhedge's training steps (batch 1000 paths)")
     args = parser.parse_args(argv)
+    peer_runs: list[dict[str, Any]] = []
+    if args.peer_alphas:
+        try:
+            import pfhedge  # noqa: F401
+        except ImportError:
+            parser.error("--peer-alphas needs pfhedge: pip install pfhedge")
+        n_peer = args.seeds or (1 if args.quick else 5)
+        peer_seeds = range(args.first_seed, args.first_seed + n_peer)
+        peer_jobs = [{"alpha": a, "seed": s, "steps": args.peer_steps} for a in args.peer_alphas for s in peer_seeds]
+        peer_runs = run_parallel(train_pfhedge, peer_jobs, args.workers, desc="pfhedge")
     if args.from_json:
-        return report([run for path in args.from_json for run in json.loads(Path(path).read_text())["runs"]], args.tag)
+        loaded = [json.loads(Path(path).read_text()) for path in args.from_json]
+        peer_runs += [run for payload in loaded for run in payload.get("peer_runs", [])]
+        return report([run for payload in loaded for run in payload["runs"]], args.tag, peer_runs)
     iterations = args.iterations or (3000 if args.quick else 300_000)
     seeds = args.seeds or (1 if args.quick else 5)
     warmup = min(0.5, 1000 / iterations)  # the paper: 1k warm-up iterations
@@ -60,10 +170,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
          "device": args.device, "warmup": warmup}
         for a in args.alphas for loss in args.losses for seed in range(args.first_seed, args.first_seed + seeds)
     ]  # fmt: skip
-    return report(run_parallel(train_risk_ac, jobs, args.workers), args.tag)
+    return report(run_parallel(train_risk_ac, jobs, args.workers) if jobs else [], args.tag, peer_runs)
 
 
-def report(runs: list[dict[str, Any]], tag: str) -> dict[str, Any]:
+def report(runs: list[dict[str, Any]], tag: str, peer_runs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Table (mean ± std over seeds), JSON and plot of ``runs`` (of one or several invocations)."""
     groups: dict[tuple[float, str], list[dict[str, Any]]] = defaultdict(list)
     for run in runs:
@@ -116,8 +226,17 @@ def report(runs: list[dict[str, Any]], tag: str) -> dict[str, Any]:
             f"| {mean_std(row['settled_iteration'], '{:.0f}')} | {mean_std(row['settled_cpu_seconds'], '{:.0f}')} "
             f"| {mean_std(row['ce_return'])} |"
         )
+    if peer_runs:
+        steps = sorted({r["iterations"] for r in peer_runs})
+        lines += [
+            "",
+            f"Against the peer: pfhedge's deep hedger ({'/'.join(map(str, steps))} Adam steps of 1000 paths, "
+            "4 × 32 ReLU MLP, EntropicRiskMeasure) and RiskAC (is), on the same 10k common evaluation paths:",
+            "",
+            peer_table(runs, peer_runs),
+        ]
     text = "\n".join(lines)
-    payload = {"config": config, "table": table, "runs": runs}
+    payload = {"config": config, "table": table, "runs": runs, "peer_runs": peer_runs or []}
     alphas = sorted({row["alpha"] for row in table.values()})
     losses = [loss for loss in LOSSES if any(row["loss"] == loss for row in table.values())]
     write_results(result_stem("hedging", tag), text, payload, lambda path: plot(table, alphas, losses, path))

@@ -72,6 +72,13 @@ class BachelierSimulator:
         start = th.full((n_paths, 1), task.s0, device=self.device, dtype=self.dtype)
         return th.cat([start, task.s0 + th.cumsum(z, dim=1)], dim=1)
 
+    def evaluation_set(self, n_states: int, n_paths: int) -> tuple[Transitions, th.Tensor]:
+        """Fixed evaluation data, drawn in this order from this simulator's generator: ``n_states`` states
+        of the price process at all t (as transitions) and ``n_paths`` whole price paths. RiskAC evaluates
+        on ``BachelierSimulator(task, seed=eval_seed).evaluation_set(...)``; anything compared with it on
+        "common paths" uses the same call."""
+        return self.sample_transitions(n_states), self.sample_paths(n_paths)
+
     def observe(self, t: th.Tensor, s: th.Tensor) -> th.Tensor:
         """Observations [t/T, (S − S_0)/(σ√T)], shape ``(*, 2)``, in the simulator's dtype."""
         return th.stack([self.task.observe_time(t.to(self.dtype)), self.task.observe_price(s)], dim=-1)

@@ -218,8 +218,7 @@ class RiskAC(BaseAlgorithm):
         loss uses the same common states and paths), and, where the task has one, the reference answer."""
         assert self.task is not None
         eval_sim = BachelierSimulator(self.task, self.device, th.float32, seed=self.eval_seed)
-        states = eval_sim.sample_transitions(self.n_eval_states)
-        self._eval_paths = eval_sim.sample_paths(self.n_eval_paths)
+        states, self._eval_paths = eval_sim.evaluation_set(self.n_eval_states, self.n_eval_paths)
         self._eval_obs = self.simulator.observe(states.t, states.s)
         self._s0_obs = self.simulator.observe(
             th.zeros(1, dtype=th.long, device=self.device), th.full((1,), self.task.s0, device=self.device)
