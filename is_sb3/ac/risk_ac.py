@@ -208,6 +208,7 @@ class RiskAC(BaseAlgorithm):
         ).to(self.device)
         self.simulator = BachelierSimulator(self.task, self.device, th.float32, seed=self.seed)
         self._compiled: CompiledIteration | None = None
+        self.simulator_state = self.simulator.generator.get_state()  # refreshed by save(), applied by load()
         self._compile_unavailable = False
         self._last_ess = th.zeros(2, device=self.device)
         self._setup_reference()
@@ -252,7 +253,23 @@ class RiskAC(BaseAlgorithm):
         ]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        return ["policy", "policy.actor_optimizer", "policy.critic_optimizer"], []
+        # the training simulator's generator state travels with the model: a loaded model continues the
+        # random stream where the saved one stopped (resume = the uninterrupted run, bit for bit)
+        return ["policy", "policy.actor_optimizer", "policy.critic_optimizer"], ["simulator_state"]
+
+    def save(self, path: Any, exclude: Any = None, include: Any = None) -> None:
+        """SB3's ``save``, with the state of the training simulator's random generator."""
+        self.simulator_state = self.simulator.generator.get_state()
+        super().save(path, exclude, include)
+
+    @classmethod
+    def load(cls: type[SelfRiskAC], path: Any, env: GymEnv | None = None, device: th.device | str = "auto",
+             custom_objects: dict[str, Any] | None = None, print_system_info: bool = False,
+             force_reset: bool = True, **kwargs: Any) -> SelfRiskAC:  # fmt: skip
+        """SB3's ``load``; the training simulator continues from the saved generator state."""
+        model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        model.simulator.generator.set_state(model.simulator_state.detach().cpu())
+        return model
 
     # --------------------------------------------------------------- training
     def _clip(self, module: th.nn.Module) -> None:

@@ -185,3 +185,34 @@ def test_evaluation_never_changes_training_and_uses_common_paths() -> None:
     history = evaluated.eval_history
     assert all(h["cpu_seconds"] >= 0 and h["wall_seconds"] > 0 for h in history)
     assert [h["wall_seconds"] for h in history] == sorted(h["wall_seconds"] for h in history)
+
+
+def test_resume_after_save_and_load_equals_the_uninterrupted_run(tmp_path: Path) -> None:
+    """Interrupted at 37 of 120 iterations, saved, loaded and continued with reset_num_timesteps=False:
+    every network, target and Adam tensor equals the uninterrupted run's bit for bit (the simulator's
+    generator state is saved; the learning-rate schedule continues from the saved step)."""
+
+    def model() -> RiskAC:
+        return RiskAC("MlpPolicy", "is_envs/QuadraticPenalty-v0", risk_aversion=2.0, seed=11,
+                      **{**FAST, "eval_freq": 25})  # fmt: skip
+
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class StopAt(BaseCallback):  # an interruption (Ctrl-C) of the 120-iteration run after 37 iterations
+        def _on_step(self) -> bool:
+            return self.num_timesteps < 37
+
+    whole = model().learn(120, log_interval=0)
+    first = model().learn(120, log_interval=0, callback=StopAt())
+    assert first.num_timesteps == 37
+    first.save(tmp_path / "part.zip")
+    resumed = RiskAC.load(tmp_path / "part.zip", device="cpu")
+    assert th.equal(resumed.simulator.generator.get_state(), first.simulator.generator.get_state())
+    assert not th.equal(resumed.simulator.generator.get_state(), model().simulator.generator.get_state())
+    resumed.learn(120 - 37, log_interval=0, reset_num_timesteps=False)
+    assert resumed.num_timesteps == whole.num_timesteps == 120
+    for (name, p), q in zip(whole.policy.state_dict().items(), resumed.policy.state_dict().values(), strict=True):
+        assert th.equal(p, q), name
+    for opt in ("actor_optimizer", "critic_optimizer"):
+        a, b = getattr(whole.policy, opt).state_dict()["state"], getattr(resumed.policy, opt).state_dict()["state"]
+        assert all(th.equal(a[k][f], b[k][f]) for k in a for f in ("exp_avg", "exp_avg_sq", "step"))
