@@ -140,7 +140,7 @@ def atomic_save(model: Any, path: Path) -> None:
 
 def train_run(
     algo: str,
-    env_id: str,
+    env_id: str | None,
     loss: str | None = None,
     risk_aversion: float | None = None,
     timesteps: int | None = None,
@@ -154,30 +154,58 @@ def train_run(
     checkpoint_freq: int = 10_000,
     progress_bar: bool = False,
 ) -> dict[str, Any]:
-    """Train (or resume) one run; writes ``model.zip``, ``checkpoint.zip``, ``hyperparams.yml`` and
-    ``result.json`` under ``out``; returns the result."""
-    from stable_baselines3.common.callbacks import BaseCallback
+    """Train (or resume) one run; writes ``model.zip``, ``checkpoint.zip`` (with ``replay_buffer.pkl`` for the
+    off-policy agents), ``hyperparams.yml`` and ``result.json`` under ``out``; returns the result.
 
-    _check_env(env_id)
-    params = load_hyperparams(algo, env_id, config, hyperparams)
-    if loss is not None:
-        params["critic_loss"] = loss
-    if risk_aversion is not None:
-        params["risk_aversion"] = risk_aversion
-    if timesteps is not None:
-        params["n_timesteps"] = timesteps
+    ``resume``: continue the run in ``out`` from its checkpoint with the run's own ``hyperparams.yml``
+    (algorithm, env, seed, hyperparameters and total length; ``timesteps`` may extend it). Ctrl-C stops
+    at the end of the current iteration and saves a checkpoint there, so a resumed RiskAC run equals the
+    uninterrupted one bit for bit.
+    """
+    import signal
+
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+
+    if resume:
+        if out is None:
+            raise CLIError("--resume needs --out RUN (the run folder to continue)")
+        if loss is not None or risk_aversion is not None or config is not None or hyperparams:
+            raise CLIError("--resume continues with the run's own hyperparams.yml; drop --loss, --risk-aversion, "
+                           "--config and --hyperparams")  # fmt: skip
+        meta_path = Path(out) / "hyperparams.yml"
+        if not meta_path.is_file():
+            raise CLIError(f"--resume: no hyperparams.yml in {out}")
+        meta = yaml.safe_load(meta_path.read_text()) or {}
+        algo, env_id, seed = meta.pop("algo"), meta.pop("env"), int(meta.pop("seed"))
+        params = meta
+        if timesteps is not None:
+            params["n_timesteps"] = timesteps
+    else:
+        if not env_id:
+            raise CLIError("train needs --env (or --resume --out RUN)")
+        _check_env(env_id)
+        params = load_hyperparams(algo, env_id, config, hyperparams)
+        if loss is not None:
+            params["critic_loss"] = loss
+        if risk_aversion is not None:
+            params["risk_aversion"] = risk_aversion
+        if timesteps is not None:
+            params["n_timesteps"] = timesteps
     total = int(params.get("n_timesteps", 10_000))
     name = (
         f"{algo}_{env_id.split('/')[-1]}_{params.get('critic_loss', 'is')}_a{params.get('risk_aversion', 1.0)}_s{seed}"
     )
     run_dir = Path(out or Path("models") / name)
-    checkpoint = run_dir / "checkpoint.zip"
+    checkpoint, buffer_path = run_dir / "checkpoint.zip", run_dir / "replay_buffer.pkl"
     if resume:
         if not checkpoint.is_file():
             raise CLIError(f"--resume: no checkpoint at {checkpoint}")
         import gymnasium as gym
 
         model = _algo_class(algo).load(checkpoint, env=gym.make(env_id), device=device, tensorboard_log=tensorboard_log)
+        if isinstance(model, OffPolicyAlgorithm) and buffer_path.is_file():
+            model.load_replay_buffer(buffer_path)  # the run's own file, written by this command
     else:
         model = build_model(algo, env_id, params, seed, device, tensorboard_log)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -185,25 +213,43 @@ def train_run(
         yaml.safe_dump({"algo": algo, "env": env_id, "seed": seed, **params}, sort_keys=False)
     )
 
+    def save_checkpoint(model: Any) -> None:
+        atomic_save(model, checkpoint)
+        if isinstance(model, OffPolicyAlgorithm):  # the replay buffer (and so the reward-scaling statistics)
+            tmp = buffer_path.with_name(f".{buffer_path.stem}.tmp.pkl")
+            model.save_replay_buffer(tmp)
+            os.replace(tmp, buffer_path)
+
+    interrupted = False
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        nonlocal interrupted
+        interrupted = True  # finish the current iteration, then stop and save
+
     class Checkpoint(BaseCallback):
         def _on_step(self) -> bool:
+            if interrupted:
+                return False
             if self.num_timesteps % checkpoint_freq == 0:
-                atomic_save(self.model, checkpoint)
+                save_checkpoint(self.model)
             return True
 
-    remaining = max(0, total - model.num_timesteps)
-    try:
-        model.learn(
-            remaining,
-            callback=Checkpoint(),
-            reset_num_timesteps=not resume,
-            tb_log_name=name,
-            progress_bar=progress_bar,
-        )
-    except KeyboardInterrupt:
-        atomic_save(model, checkpoint)
-        raise
-    atomic_save(model, checkpoint)
+    remaining = total - model.num_timesteps
+    if remaining > 0:
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            model.learn(
+                remaining,
+                callback=Checkpoint(),
+                reset_num_timesteps=not resume,
+                tb_log_name=name,
+                progress_bar=progress_bar,
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    save_checkpoint(model)
+    if interrupted:
+        raise KeyboardInterrupt
     atomic_save(model, run_dir / "model.zip")
     result = {"algo": algo, "env": env_id, "seed": seed, "timesteps": model.num_timesteps, **params}
     result.update(quick_metrics(model, env_id))
@@ -424,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train one model")
     common(t)
-    t.add_argument("--env", required=True, help="env id, e.g. is_envs/QuadraticPenalty-v0")
+    t.add_argument("--env", default=None, help="env id, e.g. is_envs/QuadraticPenalty-v0 (not with --resume)")
     t.add_argument("--loss", default=None, help="critic loss: is, emse, sp, mse")
     t.add_argument("--risk-aversion", type=float, default=None)
     t.add_argument("--timesteps", type=positive_int, default=None, help="iterations (overrides n_timesteps)")
@@ -432,7 +478,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=None, help="run folder (default models/<name>)")
     t.add_argument("--tensorboard-log", default="runs")
     t.add_argument("--checkpoint-freq", type=positive_int, default=10_000)
-    t.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its checkpoint, with its own hyperparams.yml and total length "
+        "(--timesteps extends it); Ctrl-C stops at an iteration boundary and saves a checkpoint",
+    )
     t.add_argument("--no-progress-bar", action="store_true")
 
     e = sub.add_parser("evaluate", help="evaluate a saved model (or 'greedy' on the grid)")

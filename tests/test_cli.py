@@ -49,11 +49,49 @@ def test_yaml_then_overrides_then_flags(tmp_path: Path) -> None:
 
 def test_resume_continues_from_the_checkpoint(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    base = ["train", "--env", ENV, "--out", str(run), "--no-progress-bar", "--tensorboard-log", str(tmp_path / "tb"),
-            "--hyperparams", *TINY]  # fmt: skip
-    assert main([*base[:3], "--timesteps", "6", *base[3:]]) == 0
-    assert main([*base[:3], "--timesteps", "10", "--resume", *base[3:]]) == 0
+    common = ["--out", str(run), "--no-progress-bar", "--tensorboard-log", str(tmp_path / "tb")]
+    assert main(["train", "--env", ENV, "--timesteps", "6", *common, "--hyperparams", *TINY]) == 0
+    saved = (run / "hyperparams.yml").read_text()
+    assert main(["train", "--resume", *common]) == 0  # nothing left: the run's own total (6) is kept
+    assert json.loads((run / "result.json").read_text())["timesteps"] == 6
+    assert (run / "hyperparams.yml").read_text() == saved
+    assert main(["train", "--resume", "--timesteps", "10", *common]) == 0  # extends the run
     assert json.loads((run / "result.json").read_text())["timesteps"] == 10
+    assert main(["train", "--resume", *common, "--hyperparams", "batch_size=8"]) == 2  # the run's own settings
+
+
+def test_ctrl_c_then_resume_equals_the_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGINT during iteration 23 of 60: the run stops after that iteration, saves, exits 130; --resume
+    finishes it; the model equals an uninterrupted run's bit for bit."""
+    import signal
+
+    import torch as th
+
+    from is_sb3 import RiskAC
+
+    tiny = ["batch_size=16", "eval_freq=0", "torch_compile=false"]
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert main(["train", "--env", ENV, "--timesteps", "60", "--out", str(whole), "--no-progress-bar",
+                 "--hyperparams", *tiny]) == 0  # fmt: skip
+    original = RiskAC.train_step
+    calls = {"n": 0}
+
+    def interrupted_step(self: RiskAC) -> tuple[th.Tensor, th.Tensor]:
+        calls["n"] += 1
+        if calls["n"] == 23:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C in the middle of an iteration
+        return original(self)
+
+    monkeypatch.setattr(RiskAC, "train_step", interrupted_step)
+    argv = ["train", "--env", ENV, "--timesteps", "60", "--out", str(part), "--no-progress-bar", "--hyperparams", *tiny]
+    assert main(argv) == 130
+    assert RiskAC.load(part / "checkpoint.zip").num_timesteps == 23
+    monkeypatch.setattr(RiskAC, "train_step", original)
+    assert main(["train", "--resume", "--out", str(part), "--no-progress-bar"]) == 0
+    a, b = RiskAC.load(whole / "model.zip"), RiskAC.load(part / "model.zip")
+    assert a.num_timesteps == b.num_timesteps == 60
+    for (name, p), q in zip(a.policy.state_dict().items(), b.policy.state_dict().values(), strict=True):
+        assert th.equal(p, q), name
 
 
 def test_sweep_on_the_local_pool(tmp_path: Path) -> None:
