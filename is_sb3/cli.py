@@ -102,8 +102,15 @@ def _learning_rate(spec: Any) -> Any:
         kind = spec.pop("schedule", "warmup_constant_cosine")
         if kind != "warmup_constant_cosine":
             raise CLIError(f"unknown learning_rate schedule {kind!r}; available: warmup_constant_cosine")
-        return WarmupConstantCosine(**spec)
-    return float(spec)
+        try:
+            return WarmupConstantCosine(**spec)
+        except TypeError as err:  # an unknown key
+            fields = "lr, warmup, constant_until, start_factor"
+            raise CLIError(f"learning_rate schedule: {err} (keys: schedule, {fields})") from None
+    try:
+        return float(spec)
+    except (TypeError, ValueError):
+        raise CLIError(f"learning_rate must be a number or a schedule mapping, got {spec!r}") from None
 
 
 def build_model(
@@ -123,8 +130,21 @@ def build_model(
             tensorboard_log=tensorboard_log,
             **kwargs,
         )
-    except (TypeError, ValueError) as err:
-        raise CLIError(str(err)) from None
+    except (TypeError, ValueError, AssertionError) as err:  # SB3 asserts on unsupported spaces
+        message = str(err) or type(err).__name__
+        raise CLIError(f"cannot build {algo} on {env_id}: {message}") from None
+
+
+def load_model(algo: str, path: Path, device: str, **kwargs: Any) -> Any:
+    """``<algo class>.load`` with one-line errors for files that are not models of that algorithm."""
+    try:
+        return _algo_class(algo).load(path, device=device, **kwargs)
+    except Exception as err:  # a corrupt zip, another algorithm's file, a missing entry, ...
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise CLIError(
+            f"cannot load {str(path)!r} as a {algo} model ({type(err).__name__}: {first}); "
+            "is it a model of another algorithm (--algo) or a damaged file?"
+        ) from None
 
 
 def atomic_save(model: Any, path: Path) -> None:
@@ -203,7 +223,7 @@ def train_run(
             raise CLIError(f"--resume: no checkpoint at {checkpoint}")
         import gymnasium as gym
 
-        model = _algo_class(algo).load(checkpoint, env=gym.make(env_id), device=device, tensorboard_log=tensorboard_log)
+        model = load_model(algo, checkpoint, device, env=gym.make(env_id), tensorboard_log=tensorboard_log)
         if isinstance(model, OffPolicyAlgorithm) and buffer_path.is_file():
             model.load_replay_buffer(buffer_path)  # the run's own file, written by this command
     else:
@@ -245,6 +265,13 @@ def train_run(
                 tb_log_name=name,
                 progress_bar=progress_bar,
             )
+        except Exception as err:  # unexpected: the traceback goes to the run folder, one line to the user
+            import traceback
+
+            log = run_dir / "error.log"
+            log.write_text(traceback.format_exc())
+            first = (str(err).splitlines() or [""])[0]
+            raise CLIError(f"training stopped by {type(err).__name__}: {first} (traceback in {log})") from None
         finally:
             signal.signal(signal.SIGINT, previous)
     save_checkpoint(model)
@@ -354,7 +381,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         meta_path = path.parent / "hyperparams.yml"
         meta = (yaml.safe_load(meta_path.read_text()) or {}) if meta_path.is_file() else {}
         algo = args.algo or meta.get("algo", "risk_ac")
-        model = _algo_class(algo).load(path, device=args.device)
+        model = load_model(algo, path, args.device)
         env_id = args.env or meta.get("env")
         if env_id == "is_envs/ItemPickup-v0":
             result = evaluate_grid(model, _episodes_dir(args.episodes_dir), args.episodes, plots)
@@ -490,7 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model", help="path to model.zip, or 'greedy'")
     e.add_argument("--algo", default=None)
     e.add_argument("--env", default=None, help="for 'greedy': is_envs/ItemPickup-v0")
-    e.add_argument("--episodes", type=int, default=100, help="episodes per distribution with --episodes-dir generated")
+    e.add_argument(
+        "--episodes", type=positive_int, default=100, help="episodes per distribution with --episodes-dir generated"
+    )
     e.add_argument(
         "--episodes-dir",
         default=None,

@@ -4,6 +4,7 @@ API cases raise ``ValueError``; command-line cases print one ``is-rl: error`` / 
 """
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -88,6 +89,14 @@ CLI_CASES: list[tuple[list[str], str]] = [
     (["sweep", "--envs", "is_envs/QuadraticPenalty-v0", "--workers", "0"], "--workers: must be an integer >= 1"),
     (["quickstart", "--iterations", "-1"], "--iterations: must be an integer >= 1"),
     (["evaluate", "greedy", "--episodes-dir", "/missing"], "is not a folder"),
+    (["evaluate", "greedy", "--episodes", "0"], "--episodes: must be an integer >= 1"),
+    (["train", "--env", QP, "--hyperparams", "learning_rate=abc"], "learning_rate must be a number"),
+    (["train", "--env", QP, "--hyperparams", "learning_rate={lr: 1.0e-4, peak: 2}"], "learning_rate schedule"),
+    (["train", "--algo", "discrete_risk_sac", "--env", QP, "--timesteps", "5"], "cannot build discrete_risk_sac"),
+    (["train", "--env", "is_envs/ItemPickup-v0", "--timesteps", "5"], "cannot build risk_ac"),
+    (["train", "--env", "CartPole-v1", "--timesteps", "5"], "cannot build risk_ac"),
+    (["train", "--resume"], "--resume needs --out"),
+    (["train"], "train needs --env"),
 ]
 
 
@@ -104,7 +113,36 @@ def test_cli_refuses_bad_input_with_one_line_and_status_2(
     assert message in err and "Traceback" not in err
 
 
+def test_cli_refuses_files_that_are_not_models_of_the_algorithm(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corrupt = tmp_path / "corrupt.zip"
+    corrupt.write_bytes(b"PK\x03\x04 not really a zip")
+    sac = tmp_path / "sac.zip"
+    RiskSAC("MlpPolicy", "Pendulum-v1", device="cpu", learning_starts=5).learn(10).save(sac)
+    for path, algo in ((corrupt, "risk_ac"), (sac, "risk_ac")):
+        assert main(["evaluate", str(path), "--algo", algo]) == 2
+        err = capsys.readouterr().err
+        assert f"cannot load '{path}' as a {algo} model" in err and "Traceback" not in err
+
+
 @pytest.mark.skipif(th.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_cli_refuses_cuda_without_cuda(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--env", "is_envs/QuadraticPenalty-v0", "--timesteps", "5", "--device", "cuda"]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_an_unexpected_error_in_a_run_goes_to_the_run_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(self: RiskAC) -> None:
+        raise ZeroDivisionError("something inside training")
+
+    monkeypatch.setattr(RiskAC, "train_step", broken)
+    run = tmp_path / "run"
+    argv = ["train", "--env", QP, "--timesteps", "5", "--out", str(run), "--no-progress-bar",
+            "--hyperparams", "eval_freq=0"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "ZeroDivisionError: something inside training" in err and "Traceback" not in err
+    assert "Traceback" in (run / "error.log").read_text()
