@@ -416,11 +416,12 @@ def cmd_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
     for env_id in args.envs:
         _check_env(env_id)
     out = Path(args.out)
+    alphas = args.risk_aversions or [None]  # None: each env's configured α
     jobs = [
         {"algo": args.algo, "env_id": env_id, "loss": loss, "risk_aversion": alpha, "timesteps": args.timesteps,
          "seed": seed, "config": args.config, "hyperparams": list(args.hyperparams), "device": args.device,
-         "out": str(out / f"{env_id.split('/')[-1]}_{loss}_a{alpha}_s{seed}")}
-        for env_id in args.envs for loss in args.losses for alpha in args.risk_aversions for seed in args.seeds
+         "out": str(out / f"{env_id.split('/')[-1]}_{loss}_a{'cfg' if alpha is None else alpha}_s{seed}")}
+        for env_id in args.envs for loss in args.losses for alpha in alphas for seed in args.seeds
     ]  # fmt: skip
     if args.ray_address:
         try:
@@ -428,14 +429,29 @@ def cmd_sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
         except ImportError:
             raise CLIError("--ray-address needs Ray: pip install 'is-rl[ray]'") from None
         ray.init(address=args.ray_address)
-        remote = ray.remote(train_run)
+        remote = ray.remote(sweep_job)
         results: list[dict[str, Any]] = ray.get([remote.remote(**job) for job in jobs])
     else:
         from is_sb3.parallel import run_parallel
 
-        results = run_parallel(train_run, jobs, args.workers, desc="sweep")
+        results = run_parallel(sweep_job, jobs, args.workers, desc="sweep")
     write_sweep_table(results, out)
+    failed = [r for r in results if "error" in r]
+    if failed:
+        print(f"is-rl: {len(failed)} of {len(results)} sweep runs failed (rows with 'error' in {out}/sweep.md)",
+              file=sys.stderr)  # fmt: skip
     return results
+
+
+def sweep_job(**job: Any) -> dict[str, Any]:
+    """One sweep run (:func:`train_run`); a failure becomes a result row with its one-line ``error``, so the
+    other runs finish and the tables are written."""
+    try:
+        return train_run(**job)
+    except Exception as err:  # CLIError included
+        row = {"env": job["env_id"], "critic_loss": job["loss"], "risk_aversion": job["risk_aversion"],
+               "seed": job["seed"], "error": f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"}  # fmt: skip
+        return row
 
 
 def write_sweep_table(results: list[dict[str, Any]], out: Path) -> None:
@@ -446,23 +462,27 @@ def write_sweep_table(results: list[dict[str, Any]], out: Path) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.json").write_text(json.dumps(results, indent=2, default=str))
-    cols = ["env", "critic_loss", "risk_aversion", "seed", "value_rel_rmse", "policy_rel_rmse", "value_s0", "ce_return"]
+    cols = ["env", "critic_loss", "risk_aversion", "seed", "value_rel_rmse", "policy_rel_rmse", "value_s0", "ce_return",
+            "error"]  # fmt: skip
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in results:
-        lines.append("| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
+        lines.append("| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |")
     (out / "sweep.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    groups: dict[tuple[str, float], list[float]] = {}
+    groups: dict[tuple[str, str, float], list[float]] = {}
     for r in results:
-        groups.setdefault((r["critic_loss"], r["risk_aversion"]), []).append(float(r.get("value_rel_rmse", np.nan)))
-    fig, ax = plt.subplots(figsize=(6, 4))
-    labels = [f"{loss}, α={alpha}" for loss, alpha in groups]
+        if "error" not in r:
+            key = (str(r["env"]).split("/")[-1], r["critic_loss"], r["risk_aversion"])
+            groups.setdefault(key, []).append(float(r.get("value_rel_rmse", np.nan)))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(groups)), 4))
+    labels = [f"{env}\n{loss}, α={alpha} (n={len(groups[(env, loss, alpha)])})" for env, loss, alpha in groups]
     means = [100 * float(np.mean(v)) for v in groups.values()]
     errs = [100 * float(np.std(v)) for v in groups.values()]
-    ax.bar(labels, means, yerr=errs, color="tab:blue", alpha=0.8)
-    ax.set_ylabel("relative value RMSE (%)")
-    ax.set_title(f"sweep: {len(results)} runs (mean ± std over seeds)")
-    ax.tick_params(axis="x", rotation=20)
+    ax.bar(range(len(labels)), means, yerr=errs, color="tab:blue", alpha=0.8)
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    ax.set_ylabel("relative value RMSE (%), mean ± std over seeds")
+    n_failed = sum("error" in r for r in results)
+    ax.set_title(f"sweep: {len(results) - n_failed} runs" + (f" ({n_failed} failed, not shown)" if n_failed else ""))
     save_figure(fig, out / "sweep.png", dpi=110)
 
 
@@ -533,7 +553,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(s)
     s.add_argument("--envs", nargs="+", required=True)
     s.add_argument("--losses", nargs="+", default=["is"])
-    s.add_argument("--risk-aversions", nargs="+", type=float, default=[1.0])
+    s.add_argument(
+        "--risk-aversions", nargs="+", type=float, default=None, help="α values (default: each env's configured α)"
+    )
     s.add_argument("--seeds", nargs="+", type=int, default=[0])
     s.add_argument("--timesteps", type=positive_int, default=None)
     s.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1)

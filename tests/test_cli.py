@@ -94,6 +94,26 @@ def test_ctrl_c_then_resume_equals_the_uninterrupted_run(tmp_path: Path, monkeyp
         assert th.equal(p, q), name
 
 
+def test_sweep_finishes_the_runs_that_can_finish_and_keeps_envs_apart(tmp_path: Path) -> None:
+    """α = 10 on the quadratic task (k = ασ² = 1) fails; the other runs finish and the tables are written.
+    Without --risk-aversions each env trains at its configured α (QuadraticPenalty 2.0, OptionHedging 1.0)."""
+    out = tmp_path / "sweep"
+    tiny = [*TINY, "torch_compile=false"]
+    argv = ["sweep", "--envs", ENV, "--risk-aversions", "2", "10", "--timesteps", "3", "--workers", "1",
+            "--out", str(out), "--hyperparams", *tiny]  # fmt: skip
+    assert main(argv) == 0
+    rows = {r["risk_aversion"]: r for r in json.loads((out / "sweep.json").read_text())}
+    assert rows[2.0]["timesteps"] == 3 and "error" not in rows[2.0]
+    assert "risk_aversion must be < 1/σ²" in rows[10.0]["error"]
+    assert "risk_aversion must be < 1/σ²" in (out / "sweep.md").read_text() and (out / "sweep.png").is_file()
+    default = tmp_path / "default"
+    argv = ["sweep", "--envs", ENV, "is_envs/OptionHedging-v0", "--timesteps", "3", "--workers", "1",
+            "--out", str(default), "--hyperparams", *tiny]  # fmt: skip
+    assert main(argv) == 0
+    alphas = {r["env"]: r["risk_aversion"] for r in json.loads((default / "sweep.json").read_text())}
+    assert alphas == {ENV: 2.0, "is_envs/OptionHedging-v0": 1.0}
+
+
 def test_sweep_on_the_local_pool(tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     argv = ["sweep", "--envs", ENV, "--losses", "is", "sp", "--risk-aversions", "2", "--seeds", "0", "--timesteps", "4",
