@@ -21,6 +21,7 @@ from is_sb3.ac.policies import RiskACPolicy
 from is_sb3.common import check_risk_settings, check_total_timesteps, make_env
 from is_sb3.losses import critic_loss, exponential_utility_actor_loss
 from is_sb3.risk import certainty_equivalent_with_se, effective_sample_size
+from is_sb3.safe_load import safe_custom_objects
 from is_sb3.schedules import WarmupConstantCosine
 
 __all__ = ["RiskAC"]
@@ -265,9 +266,22 @@ class RiskAC(BaseAlgorithm):
     @classmethod
     def load(cls: type[SelfRiskAC], path: Any, env: GymEnv | None = None, device: th.device | str = "auto",
              custom_objects: dict[str, Any] | None = None, print_system_info: bool = False,
-             force_reset: bool = True, **kwargs: Any) -> SelfRiskAC:  # fmt: skip
-        """SB3's ``load``; the training simulator continues from the saved generator state."""
+             force_reset: bool = True, allow_pickle: bool = False, **kwargs: Any) -> SelfRiskAC:  # fmt: skip
+        """SB3's ``load``, running no code from the file; the training simulator continues from the saved
+        generator state.
+
+        SB3 files keep some objects as pickles, which would run code on loading. By default those of a RiskAC
+        file are rebuilt from their readable fields instead (:mod:`is_sb3.safe_load`) and a file holding any
+        other pickle is refused (``UnsafeModelFileError``); ``allow_pickle=True`` unpickles them as SB3
+        does: only for files you trust. Other arguments as in SB3.
+        """
+        if not allow_pickle:
+            custom_objects = {**safe_custom_objects(path), **(custom_objects or {})}
         model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        if model.env is None and model.task is not None:  # SB3's learn() resets an env once: the task's own
+            from is_envs.finance.envs import BachelierEnv
+
+            model.set_env(BachelierEnv(task=model.task))
         model.simulator.generator.set_state(model.simulator_state.detach().cpu())
         return model
 

@@ -2,6 +2,7 @@
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -216,3 +217,61 @@ def test_resume_after_save_and_load_equals_the_uninterrupted_run(tmp_path: Path)
     for opt in ("actor_optimizer", "critic_optimizer"):
         a, b = getattr(whole.policy, opt).state_dict()["state"], getattr(resumed.policy, opt).state_dict()["state"]
         assert all(th.equal(a[k][f], b[k][f]) for k in a for f in ("exp_avg", "exp_avg_sq", "step"))
+
+
+def _zip_with_data(source: Path, target: Path, edit: Any) -> None:
+    """Copy a model zip, with its JSON ``data`` entry changed by ``edit(dict)``."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w") as dst:
+        for item in src.infolist():
+            payload = src.read(item.filename)
+            if item.filename == "data":
+                data = json.loads(payload)
+                edit(data)
+                payload = json.dumps(data).encode()
+            dst.writestr(item, payload)
+
+
+def test_loading_a_model_file_runs_no_code_from_it(tmp_path: Path) -> None:
+    """A crafted ':serialized:' entry (a pickle that would create a marker file) is never unpickled: in an
+    entry RiskAC rebuilds, the readable fields are used instead; in any other entry the load is refused.
+    The honest file loads exactly; allow_pickle=True is the explicit opt-in (and does run the pickle)."""
+    import base64
+    import pickle
+
+    from is_sb3.safe_load import UnsafeModelFileError
+
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (open, (str(marker), "w"))
+
+    bad = base64.b64encode(pickle.dumps(Exploit())).decode()
+    model = RiskAC("MlpPolicy", "is_envs/OptionHedging-v0", risk_aversion=3.0, seed=0, **FAST)
+    model.learn(3, log_interval=0)
+    honest = tmp_path / "honest.zip"
+    model.save(honest)
+
+    def poison_task(data: dict) -> None:
+        data["task"][":serialized:"] = bad
+
+    def poison_other(data: dict) -> None:
+        data["verbose"] = {":type:": "<class 'builtins.object'>", ":serialized:": bad}
+
+    _zip_with_data(honest, tmp_path / "task.zip", poison_task)
+    _zip_with_data(honest, tmp_path / "other.zip", poison_other)
+    loaded = RiskAC.load(tmp_path / "task.zip", device="cpu")  # rebuilt from the readable fields
+    assert not marker.exists() and loaded.task == model.task
+    with pytest.raises(UnsafeModelFileError, match=r"'verbose'.*allow_pickle=True"):
+        RiskAC.load(tmp_path / "other.zip", device="cpu")
+    assert not marker.exists()
+    again = RiskAC.load(honest, device="cpu")
+    for p, q in zip(model.policy.state_dict().values(), again.policy.state_dict().values(), strict=True):
+        assert th.equal(p, q)
+    assert again.learning_rate == model.learning_rate and again.observation_space == model.observation_space
+    with pytest.raises(Exception):  # noqa: B017  (the opt-in unpickles: the marker appears, loading then fails)
+        RiskAC.load(tmp_path / "other.zip", device="cpu", allow_pickle=True)
+    assert marker.exists()
