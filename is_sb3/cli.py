@@ -34,6 +34,15 @@ __all__ = ["main"]
 
 ALGOS = ("risk_ac", "risk_sac", "discrete_risk_sac")
 LOSS_NAMES = ("is", "emse", "sp", "mse")
+#: the benchmark scripts of a source checkout (benchmarks/<name>.py)
+BENCHMARKS = (
+    "simulator", "item_pickup_env", "analytic", "hedging", "item_pickup", "conditioning", "critic_tails", "cartpole",
+)  # fmt: skip
+#: what --timesteps counts, per algorithm
+TIMESTEP = (
+    "one timestep = one iteration of 1024 simulated transitions for risk_ac, one environment step for risk_sac "
+    "and discrete_risk_sac"
+)
 
 
 class CLIError(Exception):
@@ -513,29 +522,36 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--algo", default="risk_ac", help=f"algorithm ({', '.join(ALGOS)})")
         p.add_argument("--config", default=None, help="YAML hyperparameter file (default: the shipped one)")
         p.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY=VALUE", help="override hyperparameters")
-        p.add_argument("--device", default="auto")
+        p.add_argument("--device", default="auto", help="torch device: auto (CUDA if available), cpu, cuda, cuda:1")
 
     t = sub.add_parser("train", help="train one model")
     common(t)
     t.add_argument("--env", default=None, help="env id, e.g. is_envs/QuadraticPenalty-v0 (not with --resume)")
     t.add_argument("--loss", default=None, help="critic loss: is, emse, sp, mse")
-    t.add_argument("--risk-aversion", type=float, default=None)
-    t.add_argument("--timesteps", type=positive_int, default=None, help="iterations (overrides n_timesteps)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--risk-aversion", type=float, default=None, help="α (default: the env's configured value)")
+    t.add_argument(
+        "--timesteps",
+        type=positive_int,
+        default=None,
+        help="training length (overrides n_timesteps); " + TIMESTEP,
+    )
+    t.add_argument("--seed", type=int, default=0, help="seed of torch, numpy and the simulator/env")
     t.add_argument("--out", default=None, help="run folder (default models/<name>)")
-    t.add_argument("--tensorboard-log", default="runs")
-    t.add_argument("--checkpoint-freq", type=positive_int, default=10_000)
+    t.add_argument("--tensorboard-log", default="runs", help="TensorBoard folder (tensorboard --logdir runs)")
+    t.add_argument(
+        "--checkpoint-freq", type=positive_int, default=10_000, help="timesteps between checkpoints (checkpoint.zip)"
+    )
     t.add_argument(
         "--resume",
         action="store_true",
         help="continue the run in --out from its checkpoint, with its own hyperparams.yml and total length "
         "(--timesteps extends it); Ctrl-C stops at an iteration boundary and saves a checkpoint",
     )
-    t.add_argument("--no-progress-bar", action="store_true")
+    t.add_argument("--no-progress-bar", action="store_true", help="no progress bar")
 
     e = sub.add_parser("evaluate", help="evaluate a saved model (or 'greedy' on the grid)")
     e.add_argument("model", help="path to model.zip, or 'greedy'")
-    e.add_argument("--algo", default=None)
+    e.add_argument("--algo", default=None, help="algorithm of the file (default: from its run's hyperparams.yml)")
     e.add_argument("--env", default=None, help="for 'greedy': is_envs/ItemPickup-v0")
     e.add_argument(
         "--episodes", type=positive_int, default=100, help="episodes per distribution with --episodes-dir generated"
@@ -547,20 +563,25 @@ def build_parser() -> argparse.ArgumentParser:
         "or 'generated' for fresh episodes",
     )
     e.add_argument("--plots", default=None, help="folder for PNG plots")
-    e.add_argument("--device", default="auto")
+    e.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda")
 
     s = sub.add_parser("sweep", help="losses × risk aversions × seeds × envs, in parallel")
     common(s)
-    s.add_argument("--envs", nargs="+", required=True)
-    s.add_argument("--losses", nargs="+", default=["is"])
+    s.add_argument("--envs", nargs="+", required=True, help="env ids")
+    s.add_argument("--losses", nargs="+", default=["is"], help="critic losses: is, emse, sp, mse")
     s.add_argument(
         "--risk-aversions", nargs="+", type=float, default=None, help="α values (default: each env's configured α)"
     )
-    s.add_argument("--seeds", nargs="+", type=int, default=[0])
-    s.add_argument("--timesteps", type=positive_int, default=None)
-    s.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1)
+    s.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds")
+    s.add_argument(
+        "--timesteps",
+        type=positive_int,
+        default=None,
+        help="training length of each run; " + TIMESTEP,
+    )
+    s.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="local processes")
     s.add_argument("--ray-address", default=None, help="run on a Ray cluster (e.g. 'auto'); needs is-rl[ray]")
-    s.add_argument("--out", default="sweeps/latest")
+    s.add_argument("--out", default="sweeps/latest", help="sweep folder (one run folder per job, sweep.json/md/png)")
 
     sub.add_parser(
         "quickstart",
@@ -569,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     b = sub.add_parser("bench", help="run a benchmark script (from a source checkout); its options pass through")
-    b.add_argument("name", help="simulator, item_pickup_env, analytic, hedging, conditioning")
+    b.add_argument("name", help=f"one of: {', '.join(BENCHMARKS)}")
     return parser
 
 
@@ -604,8 +625,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 module = importlib.import_module(f"benchmarks.{args.name}")
             except ModuleNotFoundError:
                 raise CLIError(
-                    f"no benchmark {args.name!r} (benchmarks run from the repository root: "
-                    "simulator, item_pickup_env, analytic, hedging, conditioning)"
+                    f"no benchmark {args.name!r} (benchmarks run from the repository root: {', '.join(BENCHMARKS)})"
                 ) from None
             module.main(extra)
     except CLIError as err:

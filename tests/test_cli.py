@@ -1,5 +1,6 @@
 """The is-rl command line: train → save → evaluate, YAML precedence, sweeps, resume, errors."""
 
+import argparse
 import json
 from pathlib import Path
 
@@ -203,3 +204,19 @@ def test_quickstart_and_bench_pass_their_options_through(tmp_path: Path, capsys:
     assert (tmp_path / "tb").is_dir()
     with pytest.raises(SystemExit):
         main(["train", "--env", ENV, "--nonsense"])
+
+
+def test_every_option_has_help_and_bench_lists_every_script() -> None:
+    from is_sb3.cli import BENCHMARKS, build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in subparsers.choices.items():
+        for action in sub._actions:
+            if action.dest != "help":
+                assert action.help, f"is-rl {name} {action.option_strings or action.dest} has no help"
+    scripts = {p.stem for p in (Path(__file__).resolve().parents[1] / "benchmarks").glob("*.py")} - {
+        "__init__",
+        "common",
+    }
+    assert set(BENCHMARKS) == scripts
