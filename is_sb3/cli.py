@@ -267,13 +267,16 @@ def train_run(
     if remaining > 0:
         previous = signal.signal(signal.SIGINT, on_sigint)
         try:
-            model.learn(
-                remaining,
-                callback=Checkpoint(),
-                reset_num_timesteps=not resume,
-                tb_log_name=name,
-                progress_bar=progress_bar,
-            )
+            import contextlib
+
+            with contextlib.redirect_stdout(sys.stderr):  # progress and SB3's logs on stderr: stdout is the JSON
+                model.learn(
+                    remaining,
+                    callback=Checkpoint(),
+                    reset_num_timesteps=not resume,
+                    tb_log_name=name,
+                    progress_bar=progress_bar,
+                )
         except Exception as err:  # unexpected: the traceback goes to the run folder, one line to the user
             import traceback
 
@@ -287,10 +290,12 @@ def train_run(
     if interrupted:
         raise KeyboardInterrupt
     atomic_save(model, run_dir / "model.zip")
-    result = {"algo": algo, "env": env_id, "seed": seed, "timesteps": model.num_timesteps, **params}
+    result = {"algo": algo, "env": env_id, "seed": seed, "timesteps": model.num_timesteps, "run_dir": str(run_dir),
+              **params}  # fmt: skip
     result.update(quick_metrics(model, env_id))
     result["learning_rate"] = str(params.get("learning_rate", ""))
     (run_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
+    print(f"is-rl: run folder {run_dir} (model.zip, checkpoint.zip, hyperparams.yml, result.json)", file=sys.stderr)
     return result
 
 

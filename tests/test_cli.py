@@ -220,3 +220,16 @@ def test_every_option_has_help_and_bench_lists_every_script() -> None:
         "common",
     }
     assert set(BENCHMARKS) == scripts
+
+
+def test_train_prints_clean_json_on_stdout_and_the_run_folder_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    argv = ["train", "--env", ENV, "--timesteps", "4", "--out", str(run), "--hyperparams", *TINY,
+            "torch_compile=false"]  # fmt: skip
+    assert main(argv) == 0  # with the progress bar on
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)  # nothing but the JSON
+    assert result["run_dir"] == str(run) and result["timesteps"] == 4
+    assert f"run folder {run}" in captured.err
