@@ -354,31 +354,44 @@ def plot_value_policy(model: Any, path: Path) -> None:
     save_figure(fig, path, dpi=110)
 
 
-def evaluate_grid(policy: Any, episodes_dir: Path | None, n_episodes: int, plots: Path | None) -> dict[str, Any]:
+def evaluate_grid(
+    policy: Any, episodes_dir: Path | None, n_episodes: int, plots: Path | None, policy_name: str = "policy"
+) -> dict[str, Any]:
     """The twelve-distribution table of :func:`is_envs.grid.shift_table`, plus its heat map."""
     from is_envs.grid import shift_table
 
     table = shift_table(policy, episodes_dir, n_episodes)
     if plots is not None:
-        plot_shift_heatmap(table, plots / "shift_table.png")
+        source = "released test episodes" if episodes_dir is not None else f"{n_episodes} generated episodes each"
+        plot_shift_heatmap(table, plots / "shift_table.png", policy_name, source)
     return table
 
 
-def plot_shift_heatmap(table: dict[str, Any], path: Path) -> None:
+def plot_shift_heatmap(table: dict[str, Any], path: Path, policy_name: str = "policy", source: str = "") -> None:
+    """One row of cells, one per distribution, coloured on one scale (return ÷ greedy, with a colour bar) and
+    labelled with the mean return; the title names the policy and the episodes."""
     from is_sb3.plotting import pyplot, save_figure
 
     plt = pyplot()
 
     names = list(table)
-    values = np.array([[table[n]["mean_return"] for n in names], [table[n]["relative_to_greedy"] for n in names]])
-    fig, axes = plt.subplots(2, 1, figsize=(12, 3.2))
-    for ax, row, label, fmt in zip(axes, values, ("mean return", "÷ greedy"), ("{:.0f}", "{:.2f}"), strict=True):
-        ax.imshow(row[None, :], aspect="auto", cmap="viridis")
-        ax.set_yticks([0], [label])
-        ax.set_xticks(range(len(names)), names if ax is axes[-1] else [""] * len(names), rotation=30, fontsize=8)
-        for i, v in enumerate(row):
-            ax.text(i, 0, fmt.format(v), ha="center", va="center", color="w", fontsize=8)
-    fig.suptitle("Item pick-up under distribution shift (gradient1 = training distribution)")
+    ratio = np.array([[table[n]["relative_to_greedy"] for n in names]])
+    fig, ax = plt.subplots(figsize=(13, 2.6))
+    image = ax.imshow(ratio, aspect="auto", cmap="viridis", vmin=min(0.0, float(np.nanmin(ratio))),
+                      vmax=max(1.0, float(np.nanmax(ratio))))  # fmt: skip
+    for i, name in enumerate(names):
+        row = table[name]
+        text = f"{row['mean_return']:.1f}\n(greedy {row['greedy_mean_return']:.1f})\n×{row['relative_to_greedy']:.2f}"
+        red, green, blue, _ = image.cmap(image.norm(row["relative_to_greedy"]))
+        ink = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"  # readable on the cell
+        ax.text(i, 0, text, ha="center", va="center", color=ink, fontsize=8)
+    ax.set_yticks([])
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=9)
+    fig.colorbar(image, ax=ax, label="mean return ÷ greedy's", pad=0.01)
+    fig.suptitle(
+        f"Item pick-up: {policy_name} on the twelve distributions ({source}; gradient1 = training distribution)",
+        fontsize=10,
+    )
     save_figure(fig, path, dpi=110)
 
 
@@ -387,7 +400,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if args.model == "greedy":
         from is_envs.grid import GreedyPolicy
 
-        result = evaluate_grid(GreedyPolicy(), _episodes_dir(args.episodes_dir), args.episodes, plots)
+        result = evaluate_grid(GreedyPolicy(), _episodes_dir(args.episodes_dir), args.episodes, plots, "greedy")
     else:
         path = Path(args.model)
         if not path.is_file():
@@ -398,7 +411,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         model = load_model(algo, path, args.device)
         env_id = args.env or meta.get("env")
         if env_id == "is_envs/ItemPickup-v0":
-            result = evaluate_grid(model, _episodes_dir(args.episodes_dir), args.episodes, plots)
+            result = evaluate_grid(model, _episodes_dir(args.episodes_dir), args.episodes, plots, f"{algo} {path.name}")
         elif hasattr(model, "evaluate"):
             result = evaluate_bachelier(model, plots)
         else:
