@@ -302,29 +302,86 @@ def train_run(
 # -------------------------------------------------------------------------------------- evaluate
 
 
-def quick_metrics(model: Any, env_id: str) -> dict[str, Any]:
-    """Final metrics of a run: RiskAC's reference errors and CE; on the grid the mean return over 50
-    fresh gradient1 episodes; otherwise SB3's mean episode reward over 20 episodes."""
+def episode_returns(model: Any, env_id: str, n_episodes: int, seed: int) -> np.ndarray:
+    """Returns of ``n_episodes`` deterministic episodes of ``model`` on ``env_id``, the env seeded with
+    ``seed`` at the first reset (so the same episodes for the same seed)."""
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    returns = []
+    for episode in range(n_episodes):
+        obs, _ = env.reset(seed=seed if episode == 0 else None)
+        total, done = 0.0, False
+        while not done:
+            action, _ = model.predict(obs, deterministic=True)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    env.close()
+    return np.asarray(returns)
+
+
+def return_statistics(returns: np.ndarray, risk_aversion: float) -> dict[str, float]:
+    """Mean ± SE and the certainty equivalent CE_α ± SE (log-sum-exp, delta method) of returns."""
+    import torch
+
+    from is_sb3.risk import certainty_equivalent_with_se
+
+    ce, ce_se = certainty_equivalent_with_se(torch.as_tensor(returns, dtype=torch.float64), risk_aversion)
+    n = len(returns)
+    return {
+        "episodes": float(n),
+        "mean_return": float(np.mean(returns)),
+        "se_return": float(np.std(returns, ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+        "ce_return": float(ce),
+        "ce_return_se": float(ce_se),
+        "risk_aversion": float(risk_aversion),
+    }
+
+
+def plot_return_histogram(returns: np.ndarray, stats: dict[str, float], path: Path, title: str) -> None:
+    """Histogram of the returns with the mean and the certainty equivalent marked."""
+    from is_sb3.plotting import pyplot, save_figure
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.hist(returns, bins=min(60, max(10, len(returns) // 20)), color="tab:blue", alpha=0.7)
+    ax.axvline(stats["mean_return"], color="k", ls="-", label=f"mean {stats['mean_return']:.4g}")
+    ce_label = f"CE (α = {stats['risk_aversion']:g}) {stats['ce_return']:.4g} ± {stats['ce_return_se']:.2g}"
+    ax.axvline(stats["ce_return"], color="tab:red", ls="--", label=ce_label)
+    ax.set(xlabel="return of an episode", ylabel="episodes", title=title)
+    ax.legend(fontsize=8)
+    save_figure(fig, path, dpi=110)
+
+
+def quick_metrics(model: Any, env_id: str, n_episodes: int = 100, seed: int = 0) -> dict[str, Any]:
+    """Final metrics of a run, seeded: RiskAC's reference errors and CE on its common evaluation paths; on
+    the grid the returns of 50 gradient1 episodes; otherwise ``n_episodes`` deterministic episodes of the
+    env (seed ``seed``); the mean and the CE at the model's α, each with its standard error."""
+    alpha = float(getattr(model, "risk_aversion", 0.0))
     if hasattr(model, "evaluate"):
         out: dict[str, Any] = model.evaluate()
         return out
     if env_id == "is_envs/ItemPickup-v0":
         from is_envs.grid import evaluate
 
-        returns = evaluate(model, "gradient1", n_episodes=50, seed=0)
-        return {"mean_return": float(returns.mean()), "se_return": float(returns.std(ddof=1) / np.sqrt(len(returns)))}
-    import gymnasium as gym
-    from stable_baselines3.common.evaluation import evaluate_policy
-
-    mean, std = evaluate_policy(model, gym.make(env_id), n_eval_episodes=20)
-    return {"mean_return": float(np.mean(mean)), "std_return": float(np.mean(std))}
+        return return_statistics(evaluate(model, "gradient1", n_episodes=50, seed=seed), alpha)
+    return return_statistics(episode_returns(model, env_id, n_episodes, seed), alpha)
 
 
 def evaluate_bachelier(model: Any, plots: Path | None) -> dict[str, Any]:
+    """RiskAC: reference errors, V(s0), CE ± SE on the common evaluation paths; plots of value/policy against
+    the reference and of the returns on those paths."""
     metrics: dict[str, Any] = model.evaluate()
-    if plots is not None and model.reference_value_s0 is not None:
-        plot_value_policy(model, plots / "value_policy.png")
-        metrics["plot"] = str(plots / "value_policy.png")
+    if plots is not None:
+        if model.reference_value_s0 is not None:
+            plot_value_policy(model, plots / "value_policy.png")
+            metrics["plot"] = str(plots / "value_policy.png")
+        returns = model.evaluation_returns().numpy()
+        stats = return_statistics(returns, model.risk_aversion)
+        plot_return_histogram(returns, stats, plots / "returns.png", f"RiskAC on {model.task.name}: returns")
+        metrics["returns_plot"] = str(plots / "returns.png")
     return metrics
 
 
@@ -397,6 +454,7 @@ def plot_shift_heatmap(table: dict[str, Any], path: Path, policy_name: str = "po
 
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     plots = Path(args.plots) if args.plots else None
+    result: dict[str, Any]
     if args.model == "greedy":
         from is_envs.grid import GreedyPolicy
 
@@ -415,7 +473,13 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         elif hasattr(model, "evaluate"):
             result = evaluate_bachelier(model, plots)
         else:
-            result = quick_metrics(model, env_id or "")
+            if not env_id:
+                raise CLIError("evaluate needs --env for this model (no hyperparams.yml beside it)")
+            returns = episode_returns(model, env_id, args.episodes, args.seed)
+            result = dict(return_statistics(returns, float(getattr(model, "risk_aversion", 0.0))))
+            if plots is not None:
+                plot_return_histogram(returns, result, plots / "returns.png", f"{algo} on {env_id}: returns")
+                result["returns_plot"] = str(plots / "returns.png")
     print(json.dumps(result, indent=2))
     return result
 
@@ -572,7 +636,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--algo", default=None, help="algorithm of the file (default: from its run's hyperparams.yml)")
     e.add_argument("--env", default=None, help="for 'greedy': is_envs/ItemPickup-v0")
     e.add_argument(
-        "--episodes", type=positive_int, default=100, help="episodes per distribution with --episodes-dir generated"
+        "--episodes",
+        type=positive_int,
+        default=100,
+        help="episodes: per distribution with --episodes-dir generated (grid), or of the env (SAC agents)",
     )
     e.add_argument(
         "--episodes-dir",
@@ -581,6 +648,7 @@ def build_parser() -> argparse.ArgumentParser:
         "or 'generated' for fresh episodes",
     )
     e.add_argument("--plots", default=None, help="folder for PNG plots")
+    e.add_argument("--seed", type=int, default=0, help="seed of the evaluation episodes (SAC agents)")
     e.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda")
 
     s = sub.add_parser("sweep", help="losses × risk aversions × seeds × envs, in parallel")

@@ -451,6 +451,16 @@ class RiskAC(BaseAlgorithm):
         self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
         self.logger.dump(step=self.num_timesteps)
 
+    @th.no_grad()
+    def evaluation_returns(self) -> th.Tensor:
+        """Returns Σ_t r_t of the current policy on the common evaluation paths, float64, shape ``(n_eval_paths,)``."""
+        policy, sim = self.policy, self.simulator
+
+        def act(t: th.Tensor, s: th.Tensor) -> th.Tensor:
+            return policy.action(sim.observe(t, s)).squeeze(-1)
+
+        return sim.rollout_returns(act, paths=self._eval_paths).double().cpu()
+
     def predict_value(self, observation: np.ndarray) -> np.ndarray:
         """V_θ of observations ``(n, 2)`` (or one ``(2,)``) as numpy, shape ``(n,)`` (or ``(1,)``)."""
         array = np.asarray(observation, dtype=np.float32)
