@@ -264,7 +264,7 @@ class RiskAC(BaseAlgorithm):
         super().save(path, exclude, include)
 
     @classmethod
-    def load(cls: type[SelfRiskAC], path: Any, env: GymEnv | None = None, device: th.device | str = "auto",
+    def load(cls: type[SelfRiskAC], path: Any, env: GymEnv | str | None = None, device: th.device | str = "auto",
              custom_objects: dict[str, Any] | None = None, print_system_info: bool = False,
              force_reset: bool = True, allow_pickle: bool = False, **kwargs: Any) -> SelfRiskAC:  # fmt: skip
         """SB3's ``load``, running no code from the file; the training simulator continues from the saved
@@ -277,6 +277,8 @@ class RiskAC(BaseAlgorithm):
         """
         if not allow_pickle:
             custom_objects = {**safe_custom_objects(path), **(custom_objects or {})}
+        if isinstance(env, str):  # an env id, as the constructor accepts
+            env = make_env(env)
         model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         if model.env is None and model.task is not None:  # SB3's learn() resets an env once: the task's own
             from is_envs.finance.envs import BachelierEnv

@@ -268,7 +268,7 @@ def test_loading_a_model_file_runs_no_code_from_it(tmp_path: Path) -> None:
     with pytest.raises(UnsafeModelFileError, match=r"'verbose'.*allow_pickle=True"):
         RiskAC.load(tmp_path / "other.zip", device="cpu")
     assert not marker.exists()
-    again = RiskAC.load(honest, device="cpu")
+    again = RiskAC.load(honest, env="is_envs/OptionHedging-v0", device="cpu")  # an env id, as the constructor takes
     for p, q in zip(model.policy.state_dict().values(), again.policy.state_dict().values(), strict=True):
         assert th.equal(p, q)
     assert again.learning_rate == model.learning_rate and again.observation_space == model.observation_space
