@@ -61,6 +61,9 @@ API_CASES: list[tuple[str, Callable[[], object], str]] = [
     ("episodes file that does not exist", lambda: _grid(episodes="/missing.npz"), "npz file"),
     ("ShiftTableCallback on a missing folder",
      lambda: __import__("is_sb3.callbacks", fromlist=["x"]).ShiftTableCallback("/missing"), "not a folder"),
+    ("sigma = 1e200", lambda: gym.make("is_envs/OptionHedging-v0", sigma=1e200), r"sigma must be in \(0, 1e\+06\]"),
+    ("mu = 1e308", lambda: gym.make("is_envs/BachelierTrading-v0", mu=1e308), "mu must be in"),
+    ("s0 = 1e300", lambda: gym.make("is_envs/QuadraticPenalty-v0", s0=1e300), "s0 must be in"),
     ("Enders' κ step negative",
      lambda: DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", ent_coef_zero_at_step=-1), "ent_coef_zero_at_step"),
 ]  # fmt: skip

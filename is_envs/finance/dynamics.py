@@ -21,6 +21,11 @@ __all__ = ["BachelierTask", "GaussianReturnTask", "OptionHedgingTask", "Quadrati
 Num = Any
 
 
+#: bound on |μ|, σ, |S_0| and the position: beyond it rewards overflow or vanish in rounding (σ = 1e200
+#: gives NaN, S_0 = 1e300 makes every price increment 0 in float64)
+PARAMETER_BOUND = 1e6
+
+
 def _finite(name: str, value: float) -> float:
     value = float(value)
     if not math.isfinite(value):
@@ -34,9 +39,9 @@ class BachelierTask:
 
     :param horizon: number of trading periods T ≥ 1.
     :param mu: drift μ of the price increments.
-    :param sigma: volatility σ > 0 of the increments (per period).
-    :param s0: initial price S_0.
-    :param max_position: bound of the action box, |a| ≤ max_position (> 0).
+    :param sigma: volatility σ ∈ (0, 1e6] of the increments (per period).
+    :param s0: initial price S_0, |S_0| ≤ 1e6 (μ too).
+    :param max_position: bound of the action box, |a| ≤ max_position ∈ (0, 1e6].
     """
 
     horizon: int = 10
@@ -52,10 +57,15 @@ class BachelierTask:
         object.__setattr__(self, "horizon", int(self.horizon))
         for name in ("mu", "sigma", "s0", "max_position"):
             object.__setattr__(self, name, _finite(name, getattr(self, name)))
-        if self.sigma <= 0:
-            raise ValueError(f"sigma must be > 0, got {self.sigma!r}")
-        if self.max_position <= 0:
-            raise ValueError(f"max_position must be > 0, got {self.max_position!r}")
+        if not 0 < self.sigma <= PARAMETER_BOUND:
+            raise ValueError(f"sigma must be in (0, {PARAMETER_BOUND:g}], got {self.sigma!r}")
+        if not 0 < self.max_position <= PARAMETER_BOUND:
+            raise ValueError(f"max_position must be in (0, {PARAMETER_BOUND:g}], got {self.max_position!r}")
+        for name in ("mu", "s0"):
+            if abs(getattr(self, name)) > PARAMETER_BOUND:
+                raise ValueError(
+                    f"{name} must be in [-{PARAMETER_BOUND:g}, {PARAMETER_BOUND:g}], got {getattr(self, name)!r}"
+                )
 
     # --- the formulas: work on floats, numpy arrays and torch tensors alike ---
     def terminal_cost(self, s_final: Num) -> Num:
