@@ -111,9 +111,8 @@ def plot(runs: list[dict[str, Any]], key_of: dict[tuple[str, float], str], tasks
                 vals = 100 * np.array([[h.get(metric, np.nan) for h in hist[:n]] for hist in histories])
                 mean, std = np.nanmean(vals, axis=0), np.nanstd(vals, axis=0)
                 (line,) = axes[row, col].plot(it, mean, label=f"{loss} (n={len(histories)})")
-                axes[row, col].fill_between(
-                    it, np.maximum(mean - std, 1e-3), mean + std, color=line.get_color(), alpha=0.2
-                )
+                lower = np.maximum(mean - std, 0.1 * mean)  # log axis: the band stops at a tenth of the mean
+                axes[row, col].fill_between(it, lower, mean + std, color=line.get_color(), alpha=0.2)
         for row, name in enumerate(("value", "policy")):
             ax = axes[row, col]
             ax.set_yscale("log")
