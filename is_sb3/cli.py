@@ -378,7 +378,7 @@ def evaluate_bachelier(model: Any, plots: Path | None) -> dict[str, Any]:
         if model.reference_value_s0 is not None:
             plot_value_policy(model, plots / "value_policy.png")
             metrics["plot"] = str(plots / "value_policy.png")
-        returns = model.evaluation_returns().numpy()
+        returns = model.evaluation_returns().cpu().numpy()
         stats = return_statistics(returns, model.risk_aversion)
         plot_return_histogram(returns, stats, plots / "returns.png", f"RiskAC on {model.task.name}: returns")
         metrics["returns_plot"] = str(plots / "returns.png")

@@ -119,7 +119,7 @@ def functional_adam_step(
 class CompiledIteration:
     """One RiskAC iteration on a given batch, compiled with ``torch.compile`` on first use.
 
-    Call it with the transitions ``(t, s, s_next, done)`` and the two learning rates; it updates the
+    Call it with the transitions ``(t, s, s_next, done)`` (learning rates are read from the optimizers); it updates the
     policy's networks, optimizers and target critic in place and returns (critic loss, actor loss,
     ESS fractions of the critic and actor weights), detached. If compiling fails (no C++ compiler,
     unsupported platform), it warns once and reports ``failed``; the caller then uses its eager step.

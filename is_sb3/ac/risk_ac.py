@@ -299,7 +299,8 @@ class RiskAC(BaseAlgorithm):
         """One critic and one actor update on a fresh batch; returns the two losses (detached tensors).
 
         Runs the compiled iteration (:mod:`is_sb3.ac.compiled`) when compiling is on (see ``torch_compile``) and the
-        optimizers' state exists (after the first, eager, iteration), otherwise :meth:`_eager_step`.
+        optimizers' state exists (after the first, eager, iteration), otherwise :meth:`_eager_step`. Optimizers
+        other than plain Adam always run eagerly.
         """
         tr = self.simulator.sample_transitions(self.batch_size)
         policy = self.policy
@@ -307,19 +308,22 @@ class RiskAC(BaseAlgorithm):
         if (
             use_compile
             and not self._compile_unavailable
-            and all(
-                supports_functional_step(opt, net) and len(opt.state) > 0
-                for opt, net in ((policy.critic_optimizer, policy.critic), (policy.actor_optimizer, policy.actor))
-            )
+            and policy.critic_optimizer.state
+            and policy.actor_optimizer.state
         ):
-            if self._compiled is None:
-                self._compiled = CompiledIteration(self)
-            out = self._compiled(tr.t, tr.s, tr.s_next, tr.done)
-            if out is not None:
-                c_loss, a_loss, ess = out
-                self._last_ess = ess
-                return c_loss, a_loss
-            self._compile_unavailable = True  # compiling is impossible here: warned once, eager from now on
+            if self._compiled is None:  # first compiled iteration: can the functional step reproduce the optimizers?
+                pairs = ((policy.critic_optimizer, policy.critic), (policy.actor_optimizer, policy.actor))
+                if all(supports_functional_step(opt, net) for opt, net in pairs):
+                    self._compiled = CompiledIteration(self)
+                else:
+                    self._compile_unavailable = True
+            if self._compiled is not None:
+                out = self._compiled(tr.t, tr.s, tr.s_next, tr.done)
+                if out is not None:
+                    c_loss, a_loss, ess = out
+                    self._last_ess = ess
+                    return c_loss, a_loss
+                self._compile_unavailable = True  # compiling is impossible here: warned once, eager from now on
         return self._eager_step(tr)
 
     def _eager_step(self, tr: Transitions) -> tuple[th.Tensor, th.Tensor]:
@@ -370,12 +374,7 @@ class RiskAC(BaseAlgorithm):
                 out[f"{name}_rel_rmse"] = rmse / scale if scale > 0 else float("nan")
             assert self.reference_value_s0 is not None
             out["reference_value_s0"] = self.reference_value_s0
-        sim = self.simulator
-
-        def act(t: th.Tensor, s: th.Tensor) -> th.Tensor:
-            return policy.action(sim.observe(t, s)).squeeze(-1)
-
-        returns = sim.rollout_returns(act, paths=self._eval_paths).double()
+        returns = self.evaluation_returns()
         ce, se = certainty_equivalent_with_se(returns, self.risk_aversion)
         out["ce_return"], out["ce_return_se"] = float(ce), float(se)
         out["mean_return"], out["std_return"] = float(returns.mean()), float(returns.std())
@@ -463,7 +462,7 @@ class RiskAC(BaseAlgorithm):
         def act(t: th.Tensor, s: th.Tensor) -> th.Tensor:
             return policy.action(sim.observe(t, s)).squeeze(-1)
 
-        return sim.rollout_returns(act, paths=self._eval_paths).double().cpu()
+        return sim.rollout_returns(act, paths=self._eval_paths).double()
 
     def predict_value(self, observation: np.ndarray) -> np.ndarray:
         """V_θ of observations ``(n, 2)`` (or one ``(2,)``) as numpy, shape ``(n,)`` (or ``(1,)``)."""
