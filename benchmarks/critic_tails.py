@@ -26,7 +26,7 @@ import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 
 from benchmarks.common import result_stem, run_parallel, write_results
-from is_envs.finance import BachelierTask, QuadraticPenaltyTask, reference_solution
+from is_envs.finance import BachelierTask, QuadraticPenaltyTask, reference_solution, task_of
 from is_sb3.ac.policies import RiskACPolicy
 
 SETUPS = ["joint", "frozen actor", "frozen actor, SGD", "frozen critic"]
@@ -93,7 +93,7 @@ class _Trace(BaseCallback):
         model = self.model
         assert isinstance(model, RiskAC) and model.task is not None
         if model.num_timesteps % self.every == 0:
-            sim, task = model.simulator, model.task
+            sim, task = model.simulator, task_of(model.task)
             t = th.tensor([0, task.horizon - 1, task.horizon - 1], device=model.device)
             s = th.tensor([task.s0, task.s0, task.s0 + 1.0], device=model.device)
             with th.no_grad():

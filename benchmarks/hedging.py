@@ -51,7 +51,8 @@ def train_pfhedge(alpha: float, seed: int, steps: int, eval_every: int = 50, n_p
     from pfhedge.nn.functional import pl
     from pfhedge.stochastic import generate_brownian
 
-    from is_envs.finance import BachelierSimulator, OptionHedgingTask
+    from is_envs.finance import OptionHedgingTask
+    from is_sb3.ac.task import evaluation_set
     from is_sb3.risk import certainty_equivalent
 
     torch.set_num_threads(1)
@@ -61,7 +62,7 @@ def train_pfhedge(alpha: float, seed: int, steps: int, eval_every: int = 50, n_p
     model = MultiLayerPerceptron(in_features=2, out_features=1)
     criterion = EntropicRiskMeasure(a=alpha)
     optimizer = torch.optim.Adam(model.parameters())
-    _, eval_paths = BachelierSimulator(task, seed=2025).evaluation_set(4096, 10_000)  # RiskAC's defaults
+    _, eval_paths = evaluation_set(task.simulator("cpu", torch.float32, 2025), 4096, 10_000)  # RiskAC's defaults
     ttm = 1.0 - torch.arange(horizon + 1, dtype=torch.float32) / horizon
 
     def hedged_pl(spot: torch.Tensor) -> torch.Tensor:  # spot: (N, T + 1)

@@ -162,10 +162,9 @@ class HessianSpectrumCallback(BaseCallback):
 
 def risk_ac_critic_loss(model: Any, batch_size: int = 512, seed: int = 0) -> tuple[LossClosure, nn.Module]:
     """The critic loss of a :class:`~is_sb3.RiskAC` on a fixed batch (targets detached), and the critic."""
-    from is_envs.finance import BachelierSimulator
     from is_sb3.losses import critic_loss
 
-    sim = BachelierSimulator(model.task, model.device, seed=seed)
+    sim = model.task.simulator(model.device, th.float32, seed)
     tr = sim.sample_transitions(batch_size)
     obs, obs_next = sim.observe(tr.t, tr.s), sim.observe(tr.t + 1, tr.s_next)
     with th.no_grad():

@@ -16,7 +16,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from is_envs.finance import reference_solution
+from is_envs.finance import reference_solution, task_of
 from is_sb3.ac import RiskAC
 from is_sb3.common import positive_int
 from is_sb3.schedules import WarmupConstantCosine
@@ -44,8 +44,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         device=args.device,
         seed=args.seed,
     )
-    task = model.task
-    assert task is not None
+    task = task_of(model.task)  # a finance task: the table below is in its price units
     console.print(
         f"RiskAC on {args.env}, α = {args.risk_aversion}, critic loss '{args.critic_loss}', "
         f"{args.iterations} iterations × {model.batch_size} transitions, device {model.device}"

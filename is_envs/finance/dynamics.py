@@ -12,6 +12,7 @@ Price: S_{t+1} = S_t + Z_{t+1}, Z ~ N(μ, σ²) i.i.d., t = 0..T−1. Reward of 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -98,6 +99,38 @@ class BachelierTask:
     def to_dict(self) -> dict[str, Any]:
         return {"task": self.name, **asdict(self)}
 
+    # --- the task protocol of RiskAC (is_sb3.ac.task.RiskACTask) ---
+    @property
+    def observation_space(self) -> Any:
+        """[t/T, (S − S_0)/(σ√T)] as a float32 ``Box`` (see :mod:`is_envs.finance.envs`)."""
+        from is_envs.finance.envs import observation_space
+
+        return observation_space()
+
+    @property
+    def action_space(self) -> Any:
+        """The position a ∈ [−max_position, max_position] as a float32 ``Box`` of shape (1,)."""
+        from is_envs.finance.envs import action_space
+
+        return action_space(self)
+
+    def simulator(self, device: Any = "cpu", dtype: Any = None, seed: int | None = None) -> Any:
+        """A :class:`~is_envs.finance.BachelierSimulator` of this task (float32 unless ``dtype`` says otherwise)."""
+        import torch
+
+        from is_envs.finance.simulator import BachelierSimulator
+
+        return BachelierSimulator(self, device, torch.float32 if dtype is None else dtype, seed)
+
+    def reference_solution(self, risk_aversion: float) -> Any:
+        """V* and π* at α (:func:`~is_envs.finance.reference_solution`); ``ValueError`` where there is none."""
+        from is_envs.finance.reference import reference_solution
+
+        return reference_solution(self, risk_aversion)
+
+    def check_risk_aversion(self, risk_aversion: float, critic_loss: str) -> None:
+        """Refuse settings whose optimal value is infinite; warn where training is expected to fail (none here)."""
+
 
 @dataclass(frozen=True)
 class GaussianReturnTask(BachelierTask):
@@ -119,6 +152,28 @@ class QuadraticPenaltyTask(BachelierTask):
     def terminal_cost(self, s_final: Num) -> Num:
         x = s_final - self.s0
         return 0.5 * x * x
+
+    def check_risk_aversion(self, risk_aversion: float, critic_loss: str) -> None:
+        """Refuse k = ασ² ≥ 1; warn for ½ ≤ k < 1 (except for the MSE critic).
+
+        The CE of the optimum is finite only for k < 1 (SPEC §4.2); the IS weight at the optimum is
+        e^{αδ} = √(1 − k)·e^{αZ²/2}, whose second moment (1 − k)/√(1 − 2k) is infinite for k ≥ ½ (README:
+        "Why k = 0.5 fails").
+        """
+        k = risk_aversion * self.sigma**2
+        if k >= 1:
+            raise ValueError(
+                f"risk_aversion must be < 1/σ² = {1 / self.sigma**2:g} on the quadratic task (k = ασ² = {k:g} "
+                "≥ 1: the certainty equivalent of every policy is −∞)"
+            )
+        if k >= 0.5 and critic_loss != "mse":
+            warnings.warn(
+                f"risk_aversion·σ² = {k:g} ≥ 0.5 on the quadratic task: the exponential weights e^{{αδ}} of "
+                "the critic and actor gradients have infinite variance even at the solution; training is "
+                "expected to diverge (measured: IS, SP and EMSE all do at k = 0.5)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
 
 @dataclass(frozen=True)

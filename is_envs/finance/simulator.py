@@ -7,7 +7,6 @@ training loop never copies between host and device. Rewards come from the task's
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 import torch as th
@@ -72,13 +71,6 @@ class BachelierSimulator:
         start = th.full((n_paths, 1), task.s0, device=self.device, dtype=self.dtype)
         return th.cat([start, task.s0 + th.cumsum(z, dim=1)], dim=1)
 
-    def evaluation_set(self, n_states: int, n_paths: int) -> tuple[Transitions, th.Tensor]:
-        """Fixed evaluation data, drawn in this order from this simulator's generator: ``n_states`` states
-        of the price process at all t (as transitions) and ``n_paths`` whole price paths. RiskAC evaluates
-        on ``BachelierSimulator(task, seed=eval_seed).evaluation_set(...)``; anything compared with it on
-        "common paths" uses the same call."""
-        return self.sample_transitions(n_states), self.sample_paths(n_paths)
-
     def observe(self, t: th.Tensor, s: th.Tensor) -> th.Tensor:
         """Observations [t/T, (S − S_0)/(σ√T)], shape ``(*, 2)``, in the simulator's dtype."""
         return th.stack([self.task.observe_time(t.to(self.dtype)), self.task.observe_price(s)], dim=-1)
@@ -86,30 +78,3 @@ class BachelierSimulator:
     def reward(self, t: th.Tensor, s: th.Tensor, a: th.Tensor, s_next: th.Tensor) -> th.Tensor:
         """r(s, a, s') of the task, differentiable in ``a`` (shape ``(batch,)``)."""
         return self.task.reward(t, s, a, s_next)
-
-    @th.no_grad()
-    def rollout_returns(
-        self,
-        policy: Callable[[th.Tensor, th.Tensor], th.Tensor],
-        n_paths: int | None = None,
-        paths: th.Tensor | None = None,
-    ) -> th.Tensor:
-        """Total reward Σ_t r_t of episodes under ``policy(t, S) -> a`` (tensors in, out).
-
-        :param policy: the policy.
-        :param n_paths: simulate this many fresh price paths from the simulator's generator, or
-        :param paths: use these price paths, shape ``(n, T + 1)`` (e.g. common evaluation paths).
-        :return: returns, shape ``(n,)``.
-        """
-        if (n_paths is None) == (paths is None):
-            raise ValueError("give exactly one of n_paths and paths")
-        if paths is None:
-            assert n_paths is not None
-            paths = self.sample_paths(n_paths)
-        n = paths.shape[0]
-        total = th.zeros(n, device=self.device, dtype=self.dtype)
-        for step in range(self.task.horizon):
-            t = th.full((n,), step, device=self.device, dtype=th.long)
-            a = policy(t, paths[:, step]).reshape(n).to(self.dtype)
-            total += self.reward(t, paths[:, step], a, paths[:, step + 1])
-        return total

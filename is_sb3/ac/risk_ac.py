@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import warnings
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -14,10 +13,9 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import polyak_update
 
-from is_envs.finance import BachelierSimulator, BachelierTask, QuadraticPenaltyTask, reference_solution, task_of
-from is_envs.finance.simulator import Transitions
 from is_sb3.ac.compiled import CompiledIteration, supports_functional_step
 from is_sb3.ac.policies import RiskACPolicy
+from is_sb3.ac.task import RiskACTask, TaskEnv, TransitionBatch, check_task, evaluation_set, rollout_returns, task_of
 from is_sb3.common import check_risk_settings, check_total_timesteps, make_env
 from is_sb3.losses import critic_loss, exponential_utility_actor_loss
 from is_sb3.risk import certainty_equivalent_with_se, effective_sample_size
@@ -64,11 +62,14 @@ class RiskAC(BaseAlgorithm):
     ``eval/value_s0``, ``eval/ce_return`` ± ``eval/ce_return_se`` (Monte-Carlo CE of the policy's
     return) and, with a reference answer, ``reference/{value,policy}_{rmse,rel_rmse}``.
 
-    The environment is used for its task (dynamics, differentiable reward, reference answer); it must
-    be a Bachelier task of :mod:`is_envs.finance` (an instance, a wrapped env or an env id).
+    **The task**: RiskAC learns from a model of the task, not from an environment's samples: anything that
+    implements the small protocol :class:`~is_sb3.ac.task.RiskACTask` (batched transitions on a device, observations,
+    a reward differentiable in the action, the horizon; optionally a reference answer and a validity check of α),
+    given directly or as the ``task`` of an env. The finance tasks of :mod:`is_envs.finance` implement it; a bare
+    task is wrapped in :class:`~is_sb3.ac.task.TaskEnv` for SB3's bookkeeping.
 
     :param policy: "MlpPolicy" or a :class:`RiskACPolicy` subclass.
-    :param env: the environment or its id, e.g. "is_envs/QuadraticPenalty-v0".
+    :param env: the environment, its id (e.g. "is_envs/QuadraticPenalty-v0") or a :class:`RiskACTask`.
     :param risk_aversion: α (> 0 averse, < 0 seeking, 0 neutral).
     :param critic_loss: "is", "emse", "sp" or "mse".
     :param learning_rate: float or schedule of progress_remaining; default: the paper's warm-up,
@@ -136,9 +137,16 @@ class RiskAC(BaseAlgorithm):
         ):
             if int(count) < 0 or (name != "eval_freq" and int(count) < 2):
                 raise ValueError(f"{name} must be a non-negative integer (>= 2 for sample sizes), got {count!r}")
+        task: RiskACTask | None = None
+        if env is not None:  # a bare task is wrapped in an env: SB3 resets one once per learn()
+            env = TaskEnv(env) if isinstance(env, RiskACTask) else make_env(env)
+            task = task_of(env)
+            check = getattr(task, "check_risk_aversion", None)
+            if check is not None:  # the task refuses α whose optimal value is infinite, warns where training fails
+                check(alpha, critic_loss)
         super().__init__(
             policy,
-            make_env(env) if env is not None else None,
+            env,
             learning_rate,
             policy_kwargs=policy_kwargs,
             tensorboard_log=tensorboard_log,
@@ -158,44 +166,10 @@ class RiskAC(BaseAlgorithm):
         self.n_eval_paths = int(n_eval_paths)
         self.eval_seed = int(eval_seed)
         self.torch_compile = torch_compile
-        self.task: BachelierTask | None = None
+        self.task = task
         self.eval_history: list[dict[str, float]] = []
-        if self.env is not None:
-            try:
-                self.task = task_of(self.env)
-            except ValueError:
-                raise ValueError(
-                    "RiskAC needs an environment whose reward r(s, a, s') is known and differentiable in the "
-                    f"action (a Bachelier task of is_envs.finance); got {self.env!r}"
-                ) from None
-            self._warn_heavy_tails()
         if _init_setup_model:
             self._setup_model()
-
-    def _warn_heavy_tails(self) -> None:
-        """Refuse risk settings whose optimal value is −∞; warn where the exponential losses' gradients have
-        infinite variance at the solution itself.
-
-        On the quadratic task the CE of the optimum is finite only for k = ασ² < 1 (SPEC §4.2); the IS
-        weight at the optimum is e^{αδ} = √(1 − k)·e^{αZ²/2}, whose second moment (1 − k)/√(1 − 2k) is
-        infinite for k ≥ ½ (README: "Why k = 0.5 fails").
-        """
-        task = self.task
-        if isinstance(task, QuadraticPenaltyTask):
-            k = self.risk_aversion * task.sigma**2
-            if k >= 1:
-                raise ValueError(
-                    f"risk_aversion must be < 1/σ² = {1 / task.sigma**2:g} on the quadratic task (k = ασ² = {k:g} "
-                    "≥ 1: the certainty equivalent of every policy is −∞)"
-                )
-            if k >= 0.5 and self.critic_loss != "mse":
-                warnings.warn(
-                    f"risk_aversion·σ² = {k:g} ≥ 0.5 on the quadratic task: the exponential weights e^{{αδ}} of "
-                    "the critic and actor gradients have infinite variance even at the solution; training is "
-                    "expected to diverge (measured: IS, SP and EMSE all do at k = 0.5)",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
 
     # ------------------------------------------------------------------ setup
     def _setup_model(self) -> None:
@@ -208,7 +182,7 @@ class RiskAC(BaseAlgorithm):
         self.policy = self.policy_class(  # type: ignore[assignment]
             self.observation_space, self.action_space, self.lr_schedule, **kwargs
         ).to(self.device)
-        self.simulator = BachelierSimulator(self.task, self.device, th.float32, seed=self.seed)
+        self.simulator = check_task(self.task).simulator(self.device, th.float32, self.seed)
         self._compiled: CompiledIteration | None = None
         self.simulator_state = self.simulator.generator.get_state()  # refreshed by save(), applied by load()
         self._compile_unavailable = False
@@ -216,21 +190,22 @@ class RiskAC(BaseAlgorithm):
         self._setup_reference()
 
     def _setup_reference(self) -> None:
-        """Fixed evaluation states and price paths from their own generator (seed ``eval_seed``, never the
-        training one: evaluating changes nothing in training, and every evaluation, every seed and every
-        loss uses the same common states and paths), and, where the task has one, the reference answer."""
+        """Fixed evaluation states and paths from their own generator (seed ``eval_seed``, never the training
+        one: evaluating changes nothing in training, and every evaluation, every seed and every loss uses the
+        same common states and paths), and, where the task has one, the reference answer."""
         assert self.task is not None
-        eval_sim = BachelierSimulator(self.task, self.device, th.float32, seed=self.eval_seed)
-        states, self._eval_paths = eval_sim.evaluation_set(self.n_eval_states, self.n_eval_paths)
+        eval_sim = self.task.simulator(self.device, th.float32, self.eval_seed)
+        states, self._eval_paths = evaluation_set(eval_sim, self.n_eval_states, self.n_eval_paths)
         self._eval_obs = self.simulator.observe(states.t, states.s)
-        self._s0_obs = self.simulator.observe(
-            th.zeros(1, dtype=th.long, device=self.device), th.full((1,), self.task.s0, device=self.device)
-        )
+        self._s0_obs = self.simulator.observe(th.zeros(1, dtype=th.long, device=self.device), self._eval_paths[:1, 0])
         self._ref_value: th.Tensor | None = None
         self._ref_action: th.Tensor | None = None
         self.reference_value_s0: float | None = None
+        solve = getattr(self.task, "reference_solution", None)
+        if solve is None:
+            return
         try:
-            ref = reference_solution(self.task, self.risk_aversion)
+            ref = solve(self.risk_aversion)
         except ValueError as err:
             if self.verbose >= 1:
                 print(f"RiskAC: no reference solution ({err}); reference errors are not logged")
@@ -238,7 +213,7 @@ class RiskAC(BaseAlgorithm):
         t_np, s_np = states.t.cpu().numpy(), states.s.double().cpu().numpy()
         self._ref_value = th.as_tensor(ref.value(t_np, s_np), dtype=th.float32, device=self.device)
         self._ref_action = th.as_tensor(ref.action(t_np, s_np), dtype=th.float32, device=self.device)
-        self.reference_value_s0 = float(ref.value(0, self.task.s0))
+        self.reference_value_s0 = float(np.asarray(ref.value(0, self._eval_paths[0, 0].double().cpu().numpy())))
 
     def _excluded_save_params(self) -> list[str]:
         return [
@@ -282,9 +257,7 @@ class RiskAC(BaseAlgorithm):
             env = make_env(env)
         model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         if model.env is None and model.task is not None:  # SB3's learn() resets an env once: the task's own
-            from is_envs.finance.envs import BachelierEnv
-
-            model.set_env(BachelierEnv(task=model.task))
+            model.set_env(TaskEnv(model.task))
         model.simulator.generator.set_state(model.simulator_state.detach().cpu())
         return model
 
@@ -326,7 +299,7 @@ class RiskAC(BaseAlgorithm):
                 self._compile_unavailable = True  # compiling is impossible here: warned once, eager from now on
         return self._eager_step(tr)
 
-    def _eager_step(self, tr: Transitions) -> tuple[th.Tensor, th.Tensor]:
+    def _eager_step(self, tr: TransitionBatch) -> tuple[th.Tensor, th.Tensor]:
         """The iteration in plain PyTorch (``backward``, ``clip_grad_*``, ``optimizer.step``): the reference."""
         sim, policy = self.simulator, self.policy
         obs = sim.observe(tr.t, tr.s)
@@ -462,13 +435,16 @@ class RiskAC(BaseAlgorithm):
         def act(t: th.Tensor, s: th.Tensor) -> th.Tensor:
             return policy.action(sim.observe(t, s)).squeeze(-1)
 
-        return sim.rollout_returns(act, paths=self._eval_paths).double()
+        return rollout_returns(sim, act, self._eval_paths).double()
 
     def predict_value(self, observation: np.ndarray) -> np.ndarray:
-        """V_θ of observations ``(n, 2)`` (or one ``(2,)``) as numpy, shape ``(n,)`` (or ``(1,)``)."""
+        """V_θ of observations ``(n, d)`` (or one ``(d,)``) as numpy, shape ``(n,)`` (or ``(1,)``); d = the
+        observation size (2 for the finance tasks: [t/T, normalised price])."""
         array = np.asarray(observation, dtype=np.float32)
-        if array.shape[-1:] != (2,) or array.ndim > 2:
-            raise ValueError(f"observation must have shape (2,) or (n, 2) [t/T, normalised price], got {array.shape}")
-        obs = th.as_tensor(array, device=self.device).reshape(-1, 2)
+        shape = self.observation_space.shape
+        assert shape is not None
+        if array.shape[-1:] != shape or array.ndim > 2:
+            raise ValueError(f"observation must have shape {shape} or (n, {shape[0]}), got {array.shape}")
+        obs = th.as_tensor(array, device=self.device).reshape(-1, shape[0])
         with th.no_grad():
             return self.policy.value(obs).cpu().numpy()

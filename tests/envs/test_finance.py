@@ -21,6 +21,7 @@ from is_envs.finance import (
     QuadraticPenaltyTask,
     reference_solution,
 )
+from is_sb3.ac.task import rollout_returns
 from is_sb3.risk import certainty_equivalent_with_se
 
 IDS = ["is_envs/BachelierTrading-v0", "is_envs/QuadraticPenalty-v0", "is_envs/OptionHedging-v0"]
@@ -212,7 +213,7 @@ def test_monte_carlo_ce_under_the_reference_policy_matches_the_value(task, alpha
     def policy(t: th.Tensor, s: th.Tensor) -> th.Tensor:
         return th.as_tensor(ref.action(t.numpy(), s.numpy()))
 
-    returns = sim.rollout_returns(policy, 200_000).numpy()
+    returns = rollout_returns(sim, policy, sim.sample_paths(200_000)).numpy()
     ce, se = certainty_equivalent_with_se(returns, alpha)
     assert abs(float(ce) - float(ref.value(0, task.s0))) < 3 * float(se)
 
