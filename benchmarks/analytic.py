@@ -23,6 +23,7 @@ import numpy as np
 
 from benchmarks.common import (
     mean_std,
+    parse_args,
     result_stem,
     run_parallel,
     settles_within,
@@ -244,7 +245,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--from-json", nargs="+", metavar="FILE", help="no training: re-report (and merge) the runs of these files"
     )
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if args.speed:
         result = speed(300 if args.quick else 2000, args.device, args.losses)
         write_json(f"analytic_speed_{args.device.replace(':', '')}{'_' + args.tag if args.tag else ''}.json", result)

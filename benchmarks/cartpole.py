@@ -17,7 +17,7 @@ import argparse
 import time
 from typing import Any
 
-from benchmarks.common import run_parallel, write_results
+from benchmarks.common import parse_args, run_parallel, write_results
 
 CONFIGS = [("mse", 0.0), ("is", 0.1), ("sp", 0.1), ("emse", 0.1)]
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="10k env steps per loss")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--workers", type=int, default=1)
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     steps = args.steps or (10_000 if args.quick else 30_000)
     runs = run_parallel(run, [{"loss": loss, "alpha": a, "steps": steps} for loss, a in CONFIGS], args.workers)
     checkpoints = [s for s, _ in runs[0]["curve"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import json
 import time
@@ -12,10 +13,13 @@ from typing import Any
 from is_sb3.parallel import run_parallel
 
 __all__ = [
+    "FRESH",
     "RESULTS",
     "data_dir",
     "keep_freed_memory",
     "mean_std",
+    "out_dir",
+    "parse_args",
     "rate",
     "result_stem",
     "run_parallel",
@@ -26,7 +30,27 @@ __all__ = [
 ]
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+RESULTS = REPO / "benchmarks" / "results"  #: the committed results (README figures)
+FRESH = REPO / "benchmarks" / "out"  #: where a run writes unless told otherwise (untracked)
+_out_dir = FRESH
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser.parse_args(argv)`` with ``--out DIR``: where the results go (default ``benchmarks/out``, untracked;
+    ``--out benchmarks/results`` replaces the committed files the README quotes)."""
+    global _out_dir
+    parser.add_argument(
+        "--out", default=str(FRESH), help="results folder (default benchmarks/out, untracked; benchmarks/results "
+        "holds the committed results)"
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    _out_dir = Path(args.out)
+    return args
+
+
+def out_dir() -> Path:
+    """The results folder of this run (see :func:`parse_args`)."""
+    return _out_dir
 
 
 def data_dir() -> Path:
@@ -99,9 +123,11 @@ def result_stem(name: str, tag: str = "") -> str:
     return f"{name}_{tag}" if tag else name
 
 
-def write_json(name: str, payload: dict[str, Any], out_dir: Path = RESULTS) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / name
+def write_json(name: str, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` as ``name`` in the results folder; returns the path."""
+    folder = out_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
     path.write_text(json.dumps(payload, indent=2))
     return path
 
@@ -109,10 +135,11 @@ def write_json(name: str, payload: dict[str, Any], out_dir: Path = RESULTS) -> P
 def write_results(stem: str, markdown: str, payload: dict[str, Any], plot: Callable[[str], None] | None = None) -> None:
     """Print the Markdown table and write ``<stem>.md``, ``<stem>.json`` and (via ``plot(path)``) ``<stem>.png``."""
     print(markdown)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{stem}.md").write_text(markdown + "\n")
+    folder = out_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{stem}.md").write_text(markdown + "\n")
     if plot is not None:
-        plot(str(RESULTS / f"{stem}.png"))
+        plot(str(folder / f"{stem}.png"))
     print(f"wrote {write_json(f'{stem}.json', payload)}, {stem}.md" + (f", {stem}.png" if plot else ""))
 
 

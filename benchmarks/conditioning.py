@@ -21,7 +21,7 @@ import numpy as np
 import torch as th
 from torch import nn
 
-from benchmarks.common import write_results
+from benchmarks.common import parse_args, write_results
 from is_sb3.diagnostics import hessian_eigenvalues, is_divergence, risk_ac_critic_loss, spectrum_summary
 
 LENGTH = 64
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--k", type=int, default=10)
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     th.set_num_threads(1)
     steps = args.steps or (400 if args.quick else 3000)
     seeds = args.seeds or (1 if args.quick else 3)

@@ -25,7 +25,7 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.callbacks import BaseCallback
 
-from benchmarks.common import result_stem, run_parallel, write_results
+from benchmarks.common import parse_args, result_stem, run_parallel, write_results
 from is_envs.finance import BachelierTask, QuadraticPenaltyTask, reference_solution, task_of
 from is_sb3.ac.policies import RiskACPolicy
 
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--setups", nargs="+", default=SETUPS[:3], choices=SETUPS)
     parser.add_argument("--tag", default="", help="suffix of the result files (critic_tails_<tag>.*)")
     parser.add_argument("--workers", type=int, default=1)
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     iterations = args.iterations or (2000 if args.quick else 20_000)
     jobs = [{"k": k, "setup": setup, "iterations": iterations} for k in (0.2, 0.5) for setup in args.setups]
     runs = run_parallel(run, jobs, args.workers)

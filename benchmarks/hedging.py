@@ -21,7 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import mean_std, result_stem, run_parallel, settles_within, train_risk_ac, write_results
+from benchmarks.common import (
+    mean_std,
+    parse_args,
+    result_stem,
+    run_parallel,
+    settles_within,
+    train_risk_ac,
+    write_results,
+)
 
 ENV_ID = "is_envs/OptionHedging-v0"
 ALPHAS = [0.1, 0.3, 1.0, 3.0, 10.0]
@@ -148,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="also train pfhedge's deep hedger at these α (pip install pfhedge; the issue's α = 1 and 10)",
     )  # fmt: skip
     parser.add_argument("--peer-steps", type=int, default=5000, help="pfhedge's training steps (batch 1000 paths)")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     peer_runs: list[dict[str, Any]] = []
     if args.peer_alphas:
         try:

@@ -23,7 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import data_dir, keep_freed_memory, result_stem, run_parallel, write_json, write_results
+from benchmarks.common import (
+    data_dir,
+    keep_freed_memory,
+    parse_args,
+    result_stem,
+    run_parallel,
+    write_json,
+    write_results,
+)
 
 SHIFTED = "gradient2"
 TRAINING = "gradient1"
@@ -171,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--from-json", nargs="+", metavar="FILE", help="no training: re-report (and merge) the runs of these files"
     )
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if args.stop_at is not None and args.stop_at < 1:
         parser.error(f"--stop-at must be >= 1, got {args.stop_at}")
     if args.from_json:

@@ -15,14 +15,14 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.common import data_dir, rate, write_json
+from benchmarks.common import data_dir, parse_args, rate, write_json
 from is_envs.grid import DISTRIBUTIONS, GreedyPolicy, ItemPickupEnv, evaluate
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter timing blocks")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     seconds = 0.5 if args.quick else 3.0
 
     env = ItemPickupEnv("gradient1")

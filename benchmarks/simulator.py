@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from benchmarks.common import rate, write_json
+from benchmarks.common import parse_args, rate, write_json
 from is_envs.finance import BachelierSimulator, BachelierVecEnv, QuadraticPenaltyEnv, QuadraticPenaltyTask
 
 
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter timing blocks")
     parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     th.set_num_threads(1)
     seconds = 0.5 if args.quick else 3.0
     task = QuadraticPenaltyTask()

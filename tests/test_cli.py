@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
-from is_sb3.cli import load_hyperparams, main
+from is_sb3.cli import main
+from is_sb3.experiments import load_hyperparams
 
 TINY = ["batch_size=64", "n_eval_states=32", "n_eval_paths=200", "eval_freq=0"]
 ENV = "is_envs/QuadraticPenalty-v0"
@@ -181,7 +182,7 @@ def test_grid_model_trains_and_gets_the_twelve_distribution_table(
 
 
 def test_every_shipped_config_builds_its_model() -> None:
-    from is_sb3.cli import build_model
+    from is_sb3.experiments import build_model
 
     for algo, env_ids in {
         "risk_ac": ["is_envs/BachelierTrading-v0", "is_envs/QuadraticPenalty-v0", "is_envs/OptionHedging-v0"],
@@ -241,7 +242,7 @@ def test_evaluate_gives_every_algorithm_a_seeded_ce_and_a_return_histogram(
 ) -> None:
     """A RiskSAC model: the same seed gives the same CE; the CE and mean agree with the returns' own
     closed-form statistics (CE_α = −log mean e^{−αR}/α); the histogram is written. RiskAC too."""
-    from is_sb3.cli import episode_returns
+    from is_sb3.experiments import episode_returns
 
     run = tmp_path / "sac"
     argv = ["train", "--algo", "risk_sac", "--env", ENV, "--timesteps", "30", "--out", str(run), "--no-progress-bar",
