@@ -1,11 +1,12 @@
-"""Loading RiskAC model files without running code stored in them.
+"""Loading is-rl model files (RiskAC, RiskSAC, DiscreteRiskSAC) without running code stored in them.
 
 An SB3 model zip keeps its tensors in ``.pth`` entries (read with ``torch.load(weights_only=True)``: no
 code runs) and its other attributes in a JSON ``data`` entry, where whatever JSON cannot hold (classes,
 spaces, dataclasses, schedules) is a base64 cloudpickle under ``":serialized:"``, which SB3 unpickles,
-running any code a crafted file puts there. :func:`safe_custom_objects` rebuilds each such entry of a
-RiskAC file from the readable fields SB3 stores beside it, for the classes is-rl itself writes (the
-finance tasks, :class:`~is_sb3.schedules.WarmupConstantCosine`, the spaces and policy they imply), and
+running any code a crafted file puts there. :func:`safe_custom_objects` rebuilds each such entry of an
+is-rl file from the readable fields SB3 stores beside it, for the classes is-rl itself writes (the
+finance tasks, :class:`~is_sb3.schedules.WarmupConstantCosine`, Box and Discrete spaces, the algorithm's
+own policies, SB3's replay buffer and train frequency), and
 hands them to SB3 as ``custom_objects``, so nothing is unpickled. An entry it cannot rebuild is refused
 with a clear error; ``RiskAC.load(..., allow_pickle=True)`` unpickles it, for files you trust.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -60,18 +62,72 @@ def _read_data(path: str | Path | io.BufferedIOBase) -> dict[str, Any]:
     return data
 
 
-def safe_custom_objects(path: str | Path | io.BufferedIOBase) -> dict[str, Any]:
-    """SB3 ``custom_objects`` that replace every pickled entry of a RiskAC model file (see the module doc).
+_NUMBER = re.compile(r"[-+]?(?:inf|nan|\d+\.?\d*(?:e[-+]?\d+)?|\.\d+(?:e[-+]?\d+)?)", re.IGNORECASE)
+
+
+def _array(text: Any, shape: tuple[int, ...], dtype: str) -> Any:
+    """A numpy array from its printed form (numbers only: nothing is evaluated); refused if numpy elided any."""
+    import numpy as np
+
+    if not isinstance(text, str) or "..." in text:
+        raise UnsafeModelFileError(f"cannot read the bounds of a space from {str(text)[:60]!r}")
+    values = [float(v) for v in _NUMBER.findall(text)]
+    size = int(np.prod(shape)) if shape else 1
+    if len(values) not in (1, size):
+        raise UnsafeModelFileError(f"a space's bounds hold {len(values)} numbers, expected {size}")
+    return np.broadcast_to(np.asarray(values, dtype=dtype).reshape(shape if len(values) == size else ()), shape).copy()
+
+
+def _space(entry: dict[str, Any]) -> Any:
+    """A ``Box`` or ``Discrete`` from the readable fields SB3 stores beside its pickle."""
+    import numpy as np
+    from gymnasium import spaces
+
+    kind = _type_name(entry)
+    try:
+        if kind == "gymnasium.spaces.box.Box":
+            shape = tuple(int(n) for n in entry["_shape"])
+            dtype = str(entry["dtype"])
+            low, high = _array(entry["low"], shape, dtype), _array(entry["high"], shape, dtype)
+            return spaces.Box(low=low, high=high, shape=shape, dtype=np.dtype(dtype))
+        if kind == "gymnasium.spaces.discrete.Discrete":
+            return spaces.Discrete(int(entry["n"]), start=int(entry.get("start", 0)))
+    except (KeyError, TypeError, ValueError) as err:
+        raise UnsafeModelFileError(f"cannot rebuild a {kind} from the file's fields: {err}") from None
+    raise UnsafeModelFileError(f"the file's space is a {kind!r}; is-rl rebuilds Box and Discrete spaces only")
+
+
+def _known_class(entry: dict[str, Any], candidates: Any) -> Any:
+    """The class among ``candidates`` that SB3's record of a class (module and ``__init__``'s name) names."""
+    for cls in candidates:
+        own = vars(cls)  # SB3 records the class's own attributes: its docstring, its own __init__ if any
+        if entry.get("__module__") != cls.__module__ or entry.get("__doc__") != own.get("__doc__"):
+            continue
+        if ("__init__" in entry) != ("__init__" in own):
+            continue
+        if "__init__" in own and f"function {own['__init__'].__qualname__} " not in str(entry["__init__"]):
+            continue
+        return cls
+    return None
+
+
+def safe_custom_objects(path: str | Path | io.BufferedIOBase, algorithm: Any = None) -> dict[str, Any]:
+    """SB3 ``custom_objects`` that replace every pickled entry of an is-rl model file (see the module doc).
 
     :param path: the model zip (a path, with or without ``.zip``, or an open binary file).
+    :param algorithm: the class loading it (its ``policy_aliases`` are the policies accepted); default RiskAC.
     :raises UnsafeModelFileError: for a pickled entry is-rl does not rebuild.
     :raises ValueError: if the file is not a readable model zip.
     """
+    from stable_baselines3.common.buffers import ReplayBuffer
+    from stable_baselines3.common.type_aliases import TrainFreq, TrainFrequencyUnit
+
     from is_envs.finance import GaussianReturnTask, OptionHedgingTask, QuadraticPenaltyTask
     from is_envs.finance.envs import action_space, observation_space
     from is_sb3.ac.policies import RiskACPolicy
     from is_sb3.schedules import WarmupConstantCosine
 
+    policies = [RiskACPolicy] if algorithm is None else list(algorithm.policy_aliases.values())
     try:
         data = _read_data(path)
     except (OSError, KeyError, zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -93,21 +149,31 @@ def safe_custom_objects(path: str | Path | io.BufferedIOBase) -> dict[str, Any]:
         task = out["task"] = task_class(**values)
     for key, entry in pickled.items():
         kind = _type_name(entry)
+        rebuilt: Any = None
         if key == "task":
             continue
         if key == "learning_rate" and kind == "is_sb3.schedules.WarmupConstantCosine":
-            out[key] = WarmupConstantCosine(**_numbers(entry, ("lr", "warmup", "constant_until", "start_factor")))
-        elif key == "lr_schedule":
-            out[key] = None  # rebuilt from learning_rate when the model is set up
-        elif key in _REBUILT_BY_LEARN:
-            out[key] = None  # SB3's per-run state, made afresh by the next learn()
-        elif key in ("observation_space", "action_space") and task is not None:
-            out[key] = observation_space() if key == "observation_space" else action_space(task)
-        elif key == "policy_class" and entry.get("__module__") == RiskACPolicy.__module__:
-            out[key] = RiskACPolicy
+            rebuilt = WarmupConstantCosine(**_numbers(entry, ("lr", "warmup", "constant_until", "start_factor")))
+        elif key == "lr_schedule" or key in _REBUILT_BY_LEARN:
+            pass  # rebuilt from learning_rate when the model is set up / SB3's per-run state, made afresh by learn()
+        elif key in ("observation_space", "action_space"):
+            if task is not None:
+                rebuilt = observation_space() if key == "observation_space" else action_space(task)
+            else:
+                rebuilt = _space(entry)
+        elif key == "policy_class" and (cls := _known_class(entry, policies)) is not None:
+            rebuilt = cls
+        elif key == "replay_buffer_class" and (cls := _known_class(entry, [ReplayBuffer])) is not None:
+            rebuilt = cls
+        elif key == "train_freq" and isinstance(spec := data.get("train_freq_spec"), list) and len(spec) == 2:
+            try:
+                rebuilt = TrainFreq(int(spec[0]), TrainFrequencyUnit(str(spec[1])))
+            except ValueError as err:
+                raise UnsafeModelFileError(f"unreadable train_freq_spec {spec!r}: {err}") from None
         else:
             raise UnsafeModelFileError(
                 f"the model file stores {key!r} ({kind or 'unknown type'}) as a pickle, which is-rl does not rebuild "
                 "without running code from the file; if you trust the file, load it with allow_pickle=True"
             )
+        out[key] = rebuilt
     return out

@@ -8,7 +8,6 @@ from typing import Any, ClassVar, Literal, TypeVar
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import polyak_update
@@ -17,6 +16,7 @@ from torch.nn import functional
 from is_sb3.common import check_risk_settings, check_total_timesteps, make_env
 from is_sb3.discrete_sac.policies import CnnPolicy, DiscreteSACPolicy, MlpPolicy
 from is_sb3.losses import critic_loss
+from is_sb3.resume import ResumableOffPolicy
 from is_sb3.risk import certainty_equivalent
 
 __all__ = ["ENDERS_ENT_COEF_ZERO_AT_STEP", "DiscreteRiskSAC", "discrete_sac_target", "l2_penalty"]
@@ -87,7 +87,7 @@ def discrete_sac_target(
     return rewards + (1.0 - dones) * future
 
 
-class DiscreteRiskSAC(OffPolicyAlgorithm):
+class DiscreteRiskSAC(ResumableOffPolicy):
     """Soft actor-critic for discrete actions with entropic (risk-averse) critics.
 
     A categorical actor, ``n_critics`` critics giving Q(s, ·) for all actions and Polyak-averaged
@@ -334,4 +334,4 @@ class DiscreteRiskSAC(OffPolicyAlgorithm):
         return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        return ["policy", "policy.actor_optimizer", "policy.critic_optimizer"], []
+        return ["policy", "policy.actor_optimizer", "policy.critic_optimizer"], ["resume_state"]

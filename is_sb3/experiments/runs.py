@@ -1,7 +1,8 @@
 """Run folders: train, checkpoint, interrupt and resume one run (RL Zoo's experiment manager, for is-rl).
 
 A run folder holds ``hyperparams.yml`` (algorithm, env, seed and every hyperparameter: enough to resume),
-``checkpoint.zip`` (+ ``replay_buffer.pkl`` for the off-policy agents), ``model.zip`` and ``result.json`` once
+``checkpoint.zip`` (+ ``replay_buffer.pkl`` and ``env.pkl``, the env mid-episode, for the off-policy agents:
+pickles of the run's own making, read only by ``--resume``), ``model.zip`` and ``result.json`` once
 finished, and ``error.log`` if training stopped on an unexpected exception.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +20,7 @@ import yaml
 
 from is_sb3.experiments.config import ExperimentError, build_model, check_env, load_hyperparams, load_model
 from is_sb3.experiments.evaluation import quick_metrics
+from is_sb3.resume import BoundaryCallback
 
 __all__ = ["atomic_save", "train_run"]
 
@@ -56,7 +59,6 @@ def train_run(
     """
     import signal
 
-    from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
     if resume:
@@ -91,13 +93,18 @@ def train_run(
         f"{algo}_{env_id.split('/')[-1]}_{params.get('critic_loss', 'is')}_a{params.get('risk_aversion', 1.0)}_s{seed}"
     )
     run_dir = Path(out or Path("models") / name)
-    checkpoint, buffer_path = run_dir / "checkpoint.zip", run_dir / "replay_buffer.pkl"
+    checkpoint, buffer_path, env_path = run_dir / "checkpoint.zip", run_dir / "replay_buffer.pkl", run_dir / "env.pkl"
     if resume:
         if not checkpoint.is_file():
             raise ExperimentError(f"--resume: no checkpoint at {checkpoint}")
         import gymnasium as gym
 
-        model = load_model(algo, checkpoint, device, env=gym.make(env_id), tensorboard_log=tensorboard_log)
+        if env_path.is_file():  # off-policy: the env mid-episode, as it was at the checkpoint (the run's own file)
+            with env_path.open("rb") as file:
+                env: Any = pickle.load(file)
+            model = load_model(algo, checkpoint, device, env=env, force_reset=False, tensorboard_log=tensorboard_log)
+        else:
+            model = load_model(algo, checkpoint, device, env=gym.make(env_id), tensorboard_log=tensorboard_log)
         if isinstance(model, OffPolicyAlgorithm) and buffer_path.is_file():
             model.load_replay_buffer(buffer_path)  # the run's own file, written by this command
     else:
@@ -109,24 +116,26 @@ def train_run(
 
     def save_checkpoint(model: Any) -> None:
         atomic_save(model, checkpoint)
-        if isinstance(model, OffPolicyAlgorithm):  # the replay buffer (and so the reward-scaling statistics)
-            tmp = buffer_path.with_name(f".{buffer_path.stem}.tmp.pkl")
-            model.save_replay_buffer(tmp)
-            os.replace(tmp, buffer_path)
+        if isinstance(model, OffPolicyAlgorithm):  # the replay buffer (so the reward-scaling statistics) and the env
+            for path, write in ((buffer_path, model.save_replay_buffer), (env_path, _pickle_env(model))):
+                tmp = path.with_name(f".{path.stem}.tmp.pkl")
+                write(tmp)
+                os.replace(tmp, path)
 
     interrupted = False
+    last_saved = model.num_timesteps
 
     def on_sigint(signum: int, frame: Any) -> None:
         nonlocal interrupted
-        interrupted = True  # finish the current iteration, then stop and save
+        interrupted = True  # finish the current iteration / step, then stop and save
+        if hasattr(model, "request_stop"):
+            model.request_stop()  # off-policy: stop before the next env step
 
-    class Checkpoint(BaseCallback):
-        def _on_step(self) -> bool:
-            if interrupted:
-                return False
-            if self.num_timesteps % checkpoint_freq == 0:
-                save_checkpoint(self.model)
-            return True
+    def periodic_checkpoint(model: Any) -> None:  # at step boundaries only (see is_sb3.resume)
+        nonlocal last_saved
+        if model.num_timesteps - last_saved >= checkpoint_freq:
+            save_checkpoint(model)
+            last_saved = model.num_timesteps
 
     remaining = total - model.num_timesteps
     if remaining > 0:
@@ -137,7 +146,7 @@ def train_run(
             with contextlib.redirect_stdout(sys.stderr):  # progress and SB3's logs on stderr: stdout is the JSON
                 model.learn(
                     remaining,
-                    callback=Checkpoint(),
+                    callback=BoundaryCallback(periodic_checkpoint, keep_going=lambda: not interrupted),
                     reset_num_timesteps=not resume,
                     tb_log_name=name,
                     progress_bar=progress_bar,
@@ -162,3 +171,12 @@ def train_run(
     (run_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
     print(f"is-rl: run folder {run_dir} (model.zip, checkpoint.zip, hyperparams.yml, result.json)", file=sys.stderr)
     return result
+
+
+def _pickle_env(model: Any) -> Any:
+    """A writer of the model's (vector) env to a path: its state mid-episode, for an exact resume."""
+    def write(path: Path) -> None:
+        with Path(path).open("wb") as file:
+            pickle.dump(model.get_env(), file)
+
+    return write

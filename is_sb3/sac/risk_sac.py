@@ -14,6 +14,7 @@ from torch.nn import functional
 
 from is_sb3.common import check_risk_settings, check_total_timesteps, make_env
 from is_sb3.losses import critic_loss
+from is_sb3.resume import ResumableOffPolicy
 
 __all__ = ["RiskSAC"]
 
@@ -43,7 +44,7 @@ def _critic_loss(name: str, risk_aversion: float) -> Iterator[None]:
         sb3_sac.F = original
 
 
-class RiskSAC(SAC):
+class RiskSAC(ResumableOffPolicy, SAC):
     """SAC with an entropic critic: the twin critics regress on the usual soft target
     y = r + γ(1 − d)(min_i Q̄_i(s', a') − κ log π(a'|s')), a' ~ π(·|s') (one sample), with the loss
     ``critic_loss`` at risk aversion α instead of the squared error. With the "is" loss and γ = 1 the
@@ -51,7 +52,10 @@ class RiskSAC(SAC):
     the fixed-level approximation of Enders et al.
 
     Everything else (actor, entropy tuning, replay, Polyak targets, policies "MlpPolicy",
-    "CnnPolicy", "MultiInputPolicy") is SB3's SAC. ``critic_loss="mse"`` is stock SAC exactly,
+    "CnnPolicy", "MultiInputPolicy") is SB3's SAC. ``save``/``load`` keep the random generators' state and
+    run no code from the file (:mod:`is_sb3.resume`): saving, loading and ``learn(rest,
+    reset_num_timesteps=False)`` (with the replay buffer, and the env in its saved state with
+    ``force_reset=False``) equals the uninterrupted run bit for bit. ``critic_loss="mse"`` is stock SAC exactly,
     whatever α. Implementation: SB3's own ``SAC.train`` runs with its squared-error call redirected
     to the chosen loss for the duration of the call (so every SB3 fix to ``train`` is inherited).
 
