@@ -175,6 +175,7 @@ def train_run(
 
 def _pickle_env(model: Any) -> Any:
     """A writer of the model's (vector) env to a path: its state mid-episode, for an exact resume."""
+
     def write(path: Path) -> None:
         with Path(path).open("wb") as file:
             pickle.dump(model.get_env(), file)

@@ -57,7 +57,9 @@ def _assert_same_networks(a: Any, b: Any) -> None:
 
 
 @pytest.mark.parametrize(("cls", "env_id", "extra"), CASES, ids=["risk_sac", "discrete_risk_sac"])
-def test_save_load_learn_equals_the_uninterrupted_run(cls: Any, env_id: str, extra: dict[str, Any], tmp_path: Path) -> None:  # fmt: skip
+def test_save_load_learn_equals_the_uninterrupted_run(
+    cls: Any, env_id: str, extra: dict[str, Any], tmp_path: Path
+) -> None:
     whole = _make(cls, env_id, extra).learn(80)
     part = _make(cls, env_id, extra).learn(80, callback=StopAt(37))
     assert 37 <= part.num_timesteps < 80  # stopped at the next step boundary
@@ -137,8 +139,8 @@ def test_loading_runs_nothing_from_the_file(cls: Any, env_id: str, extra: dict[s
             content = src.read(item.filename)
             if item.filename == "data":
                 data = json.loads(content)
-                data["policy_kwargs"] = {":type:": "<class 'dict'>",
-                                         ":serialized:": base64.b64encode(cloudpickle.dumps(Payload())).decode()}  # fmt: skip
+                payload = base64.b64encode(cloudpickle.dumps(Payload())).decode()
+                data["policy_kwargs"] = {":type:": "<class 'dict'>", ":serialized:": payload}
                 content = json.dumps(data).encode()
             dst.writestr(item, content)
     with pytest.raises(UnsafeModelFileError, match="policy_kwargs"):
