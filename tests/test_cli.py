@@ -208,6 +208,23 @@ def test_quickstart_and_bench_pass_their_options_through(tmp_path: Path, capsys:
         main(["train", "--env", ENV, "--nonsense"])
 
 
+def test_bench_writes_fresh_results_to_the_untracked_folder_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``is-rl bench simulator --quick`` leaves the committed ``benchmarks/results/simulator.json`` alone and
+    writes ``benchmarks/out/simulator.json``, which git ignores."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(repo)
+    committed = (repo / "benchmarks" / "results" / "simulator.json").read_bytes()
+    fresh = repo / "benchmarks" / "out" / "simulator.json"
+    fresh.unlink(missing_ok=True)
+    assert main(["bench", "simulator", "--quick"]) == 0
+    assert (repo / "benchmarks" / "results" / "simulator.json").read_bytes() == committed
+    assert json.loads(fresh.read_text()) != json.loads(committed)  # measured now, not the committed numbers
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(fresh)], cwd=repo, check=False)
+    assert ignored.returncode == 0 or not (repo / ".git").exists()
+
+
 def test_every_option_has_help_and_bench_lists_every_script() -> None:
     from is_sb3.cli import BENCHMARKS, build_parser
 
