@@ -116,7 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="training length of each run; " + TIMESTEP,
     )
     s.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="local processes")
-    s.add_argument("--ray-address", default=None, help="run on a Ray cluster (e.g. 'auto'); needs is-rl[ray]")
+    s.add_argument(
+        "--ray-address",
+        default=None,
+        help="run on the Ray cluster at this address (HEAD_IP:6379, 'auto', ray://...); needs is-rl[ray]",
+    )
     s.add_argument("--out", default="sweeps/latest", help="sweep folder (one run folder per job, sweep.json/md/png)")
 
     sub.add_parser(
