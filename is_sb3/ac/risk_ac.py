@@ -15,7 +15,7 @@ from stable_baselines3.common.utils import polyak_update
 
 from is_sb3.ac.compiled import CompiledIteration, supports_functional_step
 from is_sb3.ac.policies import RiskACPolicy
-from is_sb3.ac.task import RiskACTask, TaskEnv, TransitionBatch, check_task, evaluation_set, rollout_returns, task_of
+from is_sb3.ac.task import RiskACTask, TaskEnv, TransitionBatch, check_task, evaluation_set, find_task, rollout_returns
 from is_sb3.common import check_risk_settings, check_total_timesteps, make_env
 from is_sb3.losses import critic_loss, exponential_utility_actor_loss
 from is_sb3.risk import certainty_equivalent_with_se, effective_sample_size
@@ -140,7 +140,7 @@ class RiskAC(BaseAlgorithm):
         task: RiskACTask | None = None
         if env is not None:  # a bare task is wrapped in an env: SB3 resets one once per learn()
             env = TaskEnv(env) if isinstance(env, RiskACTask) else make_env(env)
-            task = task_of(env)
+            task = find_task(env)
             check = getattr(task, "check_risk_aversion", None)
             if check is not None:  # the task refuses α whose optimal value is infinite, warns where training fails
                 check(alpha, critic_loss)

@@ -36,7 +36,10 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 
-__all__ = ["RiskACTask", "TaskEnv", "TaskSimulator", "TransitionBatch", "evaluation_set", "rollout_returns"]
+__all__ = [
+    "RiskACTask", "TaskEnv", "TaskSimulator", "TransitionBatch", "check_task", "evaluation_set", "find_task",
+    "rollout_returns",
+]  # fmt: skip
 
 
 class TransitionBatch(Protocol):
@@ -95,7 +98,7 @@ def check_task(task: Any) -> RiskACTask:
     return task
 
 
-def task_of(env: Any) -> RiskACTask:
+def find_task(env: Any) -> RiskACTask:
     """The task of an env instance (wrapped or not, or an SB3 VecEnv) or the task itself; ``ValueError`` if none."""
     candidates: list[Any] = [env, getattr(env, "task", None), getattr(getattr(env, "unwrapped", None), "task", None)]
     if hasattr(env, "get_attr"):  # SB3 VecEnv
