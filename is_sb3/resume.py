@@ -27,7 +27,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.type_aliases import RolloutReturn, TrainFreq
 
-from is_sb3.safe_load import safe_custom_objects
+from is_sb3.safe_load import load_arguments
 
 __all__ = ["BoundaryCallback", "ResumableOffPolicy"]
 
@@ -131,12 +131,7 @@ class ResumableOffPolicy(OffPolicyAlgorithm):
         unpickles them as SB3 does: only for files you trust. ``force_reset=False`` with ``env`` in the state
         it had at saving continues the episode in progress (exact resume); other arguments as in SB3.
         """
-        if not allow_pickle:
-            custom_objects = {**safe_custom_objects(path, cls), **(custom_objects or {})}
-        if isinstance(env, str):
-            from is_sb3.common import make_env
-
-            env = make_env(env)
+        env, custom_objects = load_arguments(path, cls, env, custom_objects, allow_pickle)
         model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         model._restore_resume_state(model.resume_state, restore_obs=env is not None and not force_reset)
         return model

@@ -21,7 +21,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["UnsafeModelFileError", "safe_custom_objects"]
+__all__ = ["UnsafeModelFileError", "load_arguments", "safe_custom_objects"]
 
 #: SB3's bookkeeping of the last rollout, which ``learn`` recreates when it is None
 _REBUILT_BY_LEARN = {"_last_obs", "_last_episode_starts", "_last_original_obs", "ep_info_buffer", "ep_success_buffer"}
@@ -177,3 +177,17 @@ def safe_custom_objects(path: str | Path | io.BufferedIOBase, algorithm: Any = N
             )
         out[key] = rebuilt
     return out
+
+
+def load_arguments(
+    path: Any, algorithm: Any, env: Any, custom_objects: dict[str, Any] | None, allow_pickle: bool
+) -> tuple[Any, dict[str, Any] | None]:
+    """``env`` and ``custom_objects`` for SB3's ``load`` of an is-rl file: an env id made into an env (as the
+    constructors accept), and every pickled entry rebuilt from readable fields unless ``allow_pickle``."""
+    if not allow_pickle:
+        custom_objects = {**safe_custom_objects(path, algorithm), **(custom_objects or {})}
+    if isinstance(env, str):
+        from is_sb3.common import make_env
+
+        env = make_env(env)
+    return env, custom_objects

@@ -19,7 +19,7 @@ from is_sb3.ac.task import RiskACTask, TaskEnv, TransitionBatch, check_task, eva
 from is_sb3.common import check_risk_settings, check_total_timesteps, make_env
 from is_sb3.losses import critic_loss, exponential_utility_actor_loss
 from is_sb3.risk import certainty_equivalent_with_se, effective_sample_size
-from is_sb3.safe_load import safe_custom_objects
+from is_sb3.safe_load import load_arguments
 from is_sb3.schedules import WarmupConstantCosine
 
 __all__ = ["RiskAC"]
@@ -251,11 +251,8 @@ class RiskAC(BaseAlgorithm):
         other pickle is refused (``UnsafeModelFileError``); ``allow_pickle=True`` unpickles them as SB3
         does: only for files you trust. Other arguments as in SB3.
         """
-        if not allow_pickle:
-            custom_objects = {**safe_custom_objects(path), **(custom_objects or {})}
-        if isinstance(env, str):  # an env id, as the constructor accepts
-            env = make_env(env)
-        model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        gym_env, custom_objects = load_arguments(path, None, env, custom_objects, allow_pickle)
+        model = super().load(path, gym_env, device, custom_objects, print_system_info, force_reset, **kwargs)
         if model.env is None and model.task is not None:  # SB3's learn() resets an env once: the task's own
             model.set_env(TaskEnv(model.task))
         model.simulator.generator.set_state(model.simulator_state.detach().cpu())
