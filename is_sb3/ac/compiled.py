@@ -11,13 +11,22 @@ optimizers, so ``save``/``load`` and the eager path see exactly the same state.
 Order: the actor's gradient comes first, because its forward pass also gives π(s) for the critic
 target (the eager path computes the critic step first; the actor's gradient does not depend on the
 critic's parameters, only on the target critic, so the update is the same).
+
+Per-call overhead, measured (``python -m benchmarks.analytic --speed``): dynamo checks ~500 guards
+before every call (~0.1 ms of a ~1.7 ms iteration), mostly on the modules, the optimizers' state dicts and
+the Python numbers the graph bakes in. The graph keeps only its tensor guards (shapes, dtypes, devices of
+the inputs) and :meth:`CompiledIteration.settings` checks the rest in Python, more cheaply: the numbers
+(α, loss, τ, clipping, scales, Adam's hyperparameters, the simulator's and the task's scalar attributes)
+and the identity of every module and parameter. A change compiles a new graph. And on the CPU inductor
+keeps ``addmm(bias, x, Wᵀ)`` fused, which first copies the broadcast bias into the output: the custom pass
+:class:`UnfuseBias` computes ``mm(x, Wᵀ) + bias`` instead, the addition fused into the activation's kernel.
 """
 
 from __future__ import annotations
 
 import types
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch as th
@@ -36,7 +45,54 @@ __all__ = [
     "supports_functional_step",
 ]
 
-StepOutput = tuple[th.Tensor, th.Tensor, th.Tensor]
+#: (critic loss, actor loss, critic ESS fraction, actor ESS fraction), shape ``(4,)``, detached
+StepOutput = th.Tensor
+
+try:  # torch >= 2.5: inductor's hook for custom graph passes; without it the bias stays fused (slower, same maths)
+    from torch._inductor.custom_graph_pass import CustomGraphPass
+except ImportError:  # pragma: no cover
+    CustomGraphPass = None  # type: ignore[assignment,misc]
+
+if CustomGraphPass is not None:
+
+    class UnfuseBias(CustomGraphPass):
+        """Post-grad inductor pass: ``addmm(bias, x, W)`` with a 1-d bias → ``mm(x, W) + bias``.
+
+        On the CPU ``addmm`` with a broadcast bias first copies the bias into its output (a full write of the
+        activations); as ``mm`` + ``add`` the addition fuses into the next pointwise kernel (the activation) for
+        free. Same arithmetic up to float rounding order. (Inductor itself does this on GPUs only.)
+        """
+
+        def __call__(self, graph: th.fx.Graph) -> None:
+            aten = th.ops.aten
+            for node in list(graph.nodes):
+                if node.op != "call_function" or node.target is not aten.addmm.default or node.kwargs:
+                    continue
+                bias, mat1, mat2 = node.args
+                if not isinstance(bias, th.fx.Node) or bias.meta["val"].dim() != 1:
+                    continue
+                with graph.inserting_before(node):
+                    product = graph.call_function(aten.mm.default, (mat1, mat2))
+                    product.meta = dict(node.meta)
+                    total = graph.call_function(aten.add.Tensor, (product, bias))
+                    total.meta = dict(node.meta)
+                node.replace_all_uses_with(total)
+                graph.erase_node(node)
+
+        def uuid(self) -> str:
+            return "is_sb3.UnfuseBias.v1"
+
+
+def compile_options() -> dict[str, Any]:
+    """Inductor options of the compiled iteration: tensor guards only (where this torch can filter guards; the
+    rest is :meth:`CompiledIteration.settings`) and the :class:`UnfuseBias` pass (where inductor takes one)."""
+    options: dict[str, Any] = {}
+    keep_tensor_guards = getattr(th.compiler, "keep_tensor_guards_unsafe", None)
+    if keep_tensor_guards is not None:
+        options["guard_filter_fn"] = keep_tensor_guards
+    if CustomGraphPass is not None:
+        options["post_grad_custom_post_pass"] = UnfuseBias()
+    return options
 
 
 def clip_gradients(grads: list[th.Tensor], max_value: float | None, max_norm: float | None) -> list[th.Tensor]:
@@ -50,7 +106,9 @@ def clip_gradients(grads: list[th.Tensor], max_value: float | None, max_norm: fl
     if max_value is not None:
         grads = [g.clamp(-max_value, max_value) for g in grads]
     if max_norm is not None:
-        total = th.nn.utils.get_total_norm(grads)
+        # ‖g‖₂ over all entries as PyTorch's clip_grad_norm_; squares summed in the graph (not
+        # ``get_total_norm``'s ``_foreach_norm``, which inductor runs as an external call: ~5 % of an iteration)
+        total = th.stack([g.square().sum() for g in grads]).sum().sqrt()
         coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
         grads = [g * coef for g in grads]
     return grads
@@ -120,7 +178,7 @@ class CompiledIteration:
     """One RiskAC iteration on a given batch, compiled with ``torch.compile`` on first use.
 
     Call it with the transitions ``(t, s, s_next, done)`` (learning rates are read from the optimizers); it updates the
-    policy's networks, optimizers and target critic in place and returns (critic loss, actor loss,
+    policy's networks, optimizers and target critic in place and returns the tensor (critic loss, actor loss,
     ESS fractions of the critic and actor weights), detached. If compiling fails (no C++ compiler,
     unsupported platform), it warns once and reports ``failed``; the caller then uses its eager step.
 
@@ -137,9 +195,31 @@ class CompiledIteration:
         # between models (a sweep worker trains dozens in one process) would slow every call and hit
         # dynamo's recompile limit of 8. Same-configuration models still share the compiled kernels
         # through inductor's graph cache (a repeat compile takes ~1 s).
+        self._settings = self.settings()
+        self._fn = self._compile()
+
+    def _compile(self) -> Callable[..., StepOutput]:
         plain = CompiledIteration._iteration
         private = types.FunctionType(plain.__code__.replace(), plain.__globals__, plain.__name__, plain.__defaults__)
-        self._fn: Callable[..., StepOutput] = th.compile(types.MethodType(private, self), dynamic=False)
+        return th.compile(types.MethodType(private, self), dynamic=False, options=compile_options())
+
+    def settings(self) -> tuple[Any, ...]:
+        """What the graph bakes in beyond its tensor inputs: checked before every call, a change recompiles.
+
+        The model's numbers and loss, the policy's scales, Adam's hyperparameters, the scalar attributes of the
+        simulator and of its task (where it has one), grad mode, and the identity of the policy, the simulator and
+        every module and parameter of the three networks (shapes and dtypes of the other tensors: the graph's guards).
+        """
+        m = self.model
+        policy, sim = m.policy, m.simulator
+        nets = (policy.actor, policy.critic, policy.critic_target)
+        return (
+            m.risk_aversion, m.critic_loss, m.tau, m.max_grad_value, m.max_grad_norm, policy.value_scale,
+            policy.action_scale, id(policy), id(sim), _scalars(sim), _scalars(getattr(sim, "task", None)),
+            tuple(id(x) for net in nets for x in _modules_and_parameters(net)),
+            adam_hyperparameters(policy.critic_optimizer), adam_hyperparameters(policy.actor_optimizer),
+            th.is_grad_enabled(),
+        )  # fmt: skip
 
     def _iteration(
         self,
@@ -184,14 +264,18 @@ class CompiledIteration:
                 clipped = clip_gradients([grads[k] for k in params], m.max_grad_value, m.max_grad_norm)
                 functional_adam_step(optimizer, list(params.values()), clipped, lr, hyper)
             polyak_update(policy.critic.parameters(), policy.critic_target.parameters(), m.tau)
-            critic_ess = effective_sample_size(alpha * (value.detach() - target))
-            ess = th.stack([critic_ess, effective_sample_size(-alpha * gain.detach())])
-        return c_loss.detach(), a_loss.detach(), ess / t.shape[0]
+            critic_ess = effective_sample_size(alpha * (value.detach() - target)) / t.shape[0]
+            actor_ess = effective_sample_size(-alpha * gain.detach()) / t.shape[0]
+            return th.stack([c_loss.detach(), a_loss.detach(), critic_ess, actor_ess])
 
     def __call__(self, t: th.Tensor, s: th.Tensor, s_next: th.Tensor, done: th.Tensor) -> StepOutput | None:
-        """The iteration's outputs, or ``None`` (and ``failed`` set) where compiling is impossible."""
+        """The iteration's outputs (see :data:`StepOutput`), or ``None`` (and ``failed`` set) where compiling is
+        impossible."""
         if self.failed:
             return None
+        settings = self.settings()
+        if settings != self._settings:  # something the graph bakes in changed: a new graph
+            self._settings, self._fn = settings, self._compile()
         policy = self.model.policy
         optimizers = (policy.critic_optimizer, policy.actor_optimizer)
         # learning rates as 0-dim tensors (they change every iteration: no recompiles)
@@ -211,6 +295,17 @@ class CompiledIteration:
                 stacklevel=3,
             )
             return None
+
+
+def _scalars(obj: object) -> tuple[tuple[str, Any], ...]:
+    """The number, string, bool and None attributes of an object (its ``__dict__``), in order."""
+    fields = getattr(obj, "__dict__", {})
+    return tuple((k, v) for k, v in fields.items() if v is None or isinstance(v, (int, float, str, bool)))
+
+
+def _modules_and_parameters(net: th.nn.Module) -> Iterator[object]:
+    yield from net.modules()
+    yield from net.parameters()
 
 
 def _is_compile_error(err: Exception) -> bool:

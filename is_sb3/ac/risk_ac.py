@@ -186,7 +186,7 @@ class RiskAC(BaseAlgorithm):
         self._compiled: CompiledIteration | None = None
         self.simulator_state = self.simulator.generator.get_state()  # refreshed by save(), applied by load()
         self._compile_unavailable = False
-        self._last_ess = th.zeros(2, device=self.device)
+        self._last_stats = th.zeros(4, device=self.device)
         self._setup_reference()
 
     def _setup_reference(self) -> None:
@@ -224,7 +224,7 @@ class RiskAC(BaseAlgorithm):
             "_s0_obs",
             "_ref_value",
             "_ref_action",
-            "_last_ess",
+            "_last_stats",
             "_compiled",
             "_compile_unavailable",
         ]
@@ -290,11 +290,15 @@ class RiskAC(BaseAlgorithm):
             if self._compiled is not None:
                 out = self._compiled(tr.t, tr.s, tr.s_next, tr.done)
                 if out is not None:
-                    c_loss, a_loss, ess = out
-                    self._last_ess = ess
-                    return c_loss, a_loss
+                    self._last_stats = out
+                    return out[0], out[1]
                 self._compile_unavailable = True  # compiling is impossible here: warned once, eager from now on
         return self._eager_step(tr)
+
+    @property
+    def _last_ess(self) -> th.Tensor:
+        """ESS fractions (critic, actor) of the last iteration's exponential weights, shape ``(2,)``."""
+        return self._last_stats[2:]
 
     def _eager_step(self, tr: TransitionBatch) -> tuple[th.Tensor, th.Tensor]:
         """The iteration in plain PyTorch (``backward``, ``clip_grad_*``, ``optimizer.step``): the reference."""
@@ -322,10 +326,10 @@ class RiskAC(BaseAlgorithm):
         polyak_update(policy.critic.parameters(), policy.critic_target.parameters(), self.tau)
         # share of the batch carrying each gradient (Kish ESS of e^{αδ} and e^{−α·gain}); on device, no sync
         alpha = self.risk_aversion
-        self._last_ess = (
-            th.stack([effective_sample_size(alpha * (value - target)), effective_sample_size(-alpha * gain)])
-            / self.batch_size
-        )
+        with th.no_grad():
+            critic_ess = effective_sample_size(alpha * (value - target)) / self.batch_size
+            actor_ess = effective_sample_size(-alpha * gain) / self.batch_size
+            self._last_stats = th.stack([c_loss, a_loss, critic_ess, actor_ess])
         return c_loss.detach(), a_loss.detach()
 
     @th.no_grad()
@@ -379,8 +383,8 @@ class RiskAC(BaseAlgorithm):
         while self.num_timesteps < total_timesteps:
             self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
             self._update_learning_rate(optimizers)
-            c_loss, a_loss = self.train_step()
-            sums += th.cat([th.stack([c_loss, a_loss]), self._last_ess])
+            self.train_step()
+            sums += self._last_stats  # (critic loss, actor loss, ESS fractions)
             n_sum += 1
             self.num_timesteps += 1
             self._n_updates += 1

@@ -152,3 +152,31 @@ def test_mish_is_finite_and_exact_in_float32_far_out() -> None:
     reference = nn.functional.mish(x.detach().double()).numpy()
     np.testing.assert_allclose(y.detach().numpy(), reference, rtol=1e-6, atol=1e-30)
     assert th.autograd.gradcheck(mish, th.linspace(-30, 30, 61, dtype=th.float64, requires_grad=True))
+
+
+def test_a_setting_changed_after_compiling_takes_effect() -> None:
+    """The graph bakes in α, τ and the rest (its guards check tensors only): changing one between learn() calls
+    must compile a new graph, so that the compiled run still equals the eager run given the same change."""
+    eager, fast = _model("is", False, seed=7), _model("is", True, seed=7)
+    for model in (eager, fast):
+        model.learn(20, log_interval=0)
+        model.tau, model.risk_aversion = 0.5, 3.0
+        model.learn(20, log_interval=0, reset_num_timesteps=False)
+    _assert_same_state(eager, fast)
+    stale = _model("is", True, seed=7)  # and the change matters: without it the states differ
+    stale.learn(40, log_interval=0)
+    assert any((a - b).abs().max() > 1e-3 * a.abs().max() for kind, a, b in _state(eager, stale) if kind == "weights")
+
+
+@pytest.mark.skipif(compiled.CustomGraphPass is None, reason="this torch has no custom inductor passes")
+def test_unfuse_bias_pass_replaces_addmm_by_mm_plus_bias() -> None:
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    x, weight, bias = th.randn(8, 3), th.randn(5, 3), th.randn(5)
+    gm = make_fx(lambda x, w, b: nn.functional.linear(x, w, b))(x, weight, bias)
+    assert any(n.target is th.ops.aten.addmm.default for n in gm.graph.nodes)
+    compiled.UnfuseBias()(gm.graph)
+    gm.recompile()
+    targets = {n.target for n in gm.graph.nodes}
+    assert th.ops.aten.addmm.default not in targets and th.ops.aten.mm.default in targets
+    th.testing.assert_close(gm(x, weight, bias), nn.functional.linear(x, weight, bias))
