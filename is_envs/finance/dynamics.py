@@ -128,8 +128,13 @@ class BachelierTask:
 
         return reference_solution(self, risk_aversion)
 
+    def check_solvable(self, risk_aversion: float) -> None:
+        """Raise ``ValueError`` where the optimal certainty equivalent at α is −∞ (never here)."""
+
     def check_risk_aversion(self, risk_aversion: float, critic_loss: str) -> None:
-        """Refuse settings whose optimal value is infinite; warn where training is expected to fail (none here)."""
+        """Refuse settings whose optimal value is infinite (:meth:`check_solvable`); warn where training is
+        expected to fail (nowhere here)."""
+        self.check_solvable(risk_aversion)
 
 
 @dataclass(frozen=True)
@@ -153,19 +158,23 @@ class QuadraticPenaltyTask(BachelierTask):
         x = s_final - self.s0
         return 0.5 * x * x
 
-    def check_risk_aversion(self, risk_aversion: float, critic_loss: str) -> None:
-        """Refuse k = ασ² ≥ 1; warn for ½ ≤ k < 1 (except for the MSE critic).
-
-        The CE of the optimum is finite only for k < 1 (SPEC §4.2); the IS weight at the optimum is
-        e^{αδ} = √(1 − k)·e^{αZ²/2}, whose second moment (1 − k)/√(1 − 2k) is infinite for k ≥ ½ (README:
-        "Why k = 0.5 fails").
-        """
+    def check_solvable(self, risk_aversion: float) -> None:
+        """Refuse k = ασ² ≥ 1: the CE of every policy is −∞ there (E[exp(α·penalty)] is infinite; SPEC §4.2)."""
         k = risk_aversion * self.sigma**2
         if k >= 1:
             raise ValueError(
                 f"risk_aversion must be < 1/σ² = {1 / self.sigma**2:g} on the quadratic task (k = ασ² = {k:g} "
                 "≥ 1: the certainty equivalent of every policy is −∞)"
             )
+
+    def check_risk_aversion(self, risk_aversion: float, critic_loss: str) -> None:
+        """Refuse k = ασ² ≥ 1 (:meth:`check_solvable`); warn for ½ ≤ k < 1 (except for the MSE critic).
+
+        The IS weight at the optimum is e^{αδ} = √(1 − k)·e^{αZ²/2}, whose second moment (1 − k)/√(1 − 2k)
+        is infinite for k ≥ ½ (README: "Why k = 0.5 fails").
+        """
+        self.check_solvable(risk_aversion)
+        k = risk_aversion * self.sigma**2
         if k >= 0.5 and critic_loss != "mse":
             warnings.warn(
                 f"risk_aversion·σ² = {k:g} ≥ 0.5 on the quadratic task: the exponential weights e^{{αδ}} of "

@@ -169,7 +169,7 @@ class DynamicProgram:
         n_grid = int(n_grid)
         if n_grid < 11:
             raise ValueError(f"n_grid must be >= 11, got {n_grid!r}")
-        _check_solvable(task, alpha)
+        task.check_solvable(alpha)
         self.task, self.risk_aversion = task, alpha
         n_grid = n_grid | 1  # odd: S_0 on a node
         half = width * task.sigma * math.sqrt(task.horizon) + abs(task.mu) * task.horizon
@@ -235,15 +235,6 @@ class DynamicProgram:
         return out
 
 
-def _check_solvable(task: BachelierTask, alpha: float) -> None:
-    if isinstance(task, QuadraticPenaltyTask) and alpha * task.sigma**2 >= 1:
-        raise ValueError(
-            "the quadratic-penalty task needs risk_aversion * sigma**2 < 1 "
-            f"(got {alpha * task.sigma**2:.4g}): "
-            "otherwise E[exp(alpha * penalty)] is infinite and the certainty equivalent is -inf"
-        )
-
-
 def reference_solution(
     env_or_id: Any, risk_aversion: float, method: str = "auto", **dp_kwargs: Any
 ) -> ReferenceSolution:
@@ -268,7 +259,7 @@ def reference_solution(
             f"risk_aversion must be > 0 for {type(task).__name__} (>= 0 for hedging), got {alpha}: "
             "a risk-neutral or risk-seeking trader's optimal value is infinite"
         )
-    _check_solvable(task, alpha)
+    task.check_solvable(alpha)
     has_closed_form = (not hedging or alpha == 0) and type(task) is not BachelierTask
     if method == "closed_form" or (method == "auto" and has_closed_form):
         if not has_closed_form:

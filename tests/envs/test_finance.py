@@ -219,7 +219,7 @@ def test_monte_carlo_ce_under_the_reference_policy_matches_the_value(task, alpha
 
 
 def test_unsolvable_and_invalid_references_raise() -> None:
-    with pytest.raises(ValueError, match=r"risk_aversion \* sigma\*\*2 < 1"):
+    with pytest.raises(ValueError, match="risk_aversion must be < 1/σ² = 10"):
         reference_solution(QuadraticPenaltyTask(), 10.0)  # ασ² = 1
     with pytest.raises(ValueError, match="risk_aversion"):
         reference_solution(GaussianReturnTask(), 0.0)
