@@ -12,18 +12,26 @@ Order: the actor's gradient comes first, because its forward pass also gives π(
 target (the eager path computes the critic step first; the actor's gradient does not depend on the
 critic's parameters, only on the target critic, so the update is the same).
 
-Per-call overhead, measured (``python -m benchmarks.analytic --speed``): dynamo checks ~500 guards
-before every call (~0.1 ms of a ~1.7 ms iteration), mostly on the modules, the optimizers' state dicts and
-the Python numbers the graph bakes in. The graph keeps only its tensor guards (shapes, dtypes, devices of
-the inputs) and :meth:`CompiledIteration.settings` checks the rest in Python, more cheaply: the numbers
-(α, loss, τ, clipping, scales, Adam's hyperparameters, the simulator's and the task's scalar attributes)
-and the identity of every module and parameter. A change compiles a new graph. And on the CPU inductor
-keeps ``addmm(bias, x, Wᵀ)`` fused, which first copies the broadcast bias into the output: the custom pass
-:class:`UnfuseBias` computes ``mm(x, Wᵀ) + bias`` instead, the addition fused into the activation's kernel.
+Beyond compiling, four measured details (one CPU thread, the paper's settings; together ~15 % of the
+compiled iteration, ``python -m benchmarks.analytic --speed``):
+
+- *Guards.* Dynamo checks ~500 guards before every call (~0.1 ms of a ~1.7 ms iteration): the modules,
+  the optimizers' state dicts, the Python numbers the graph bakes in. The graph keeps only its tensor
+  guards (shapes, dtypes, devices of inputs and parameters) and :meth:`CompiledIteration.settings` checks
+  the rest in Python, more cheaply: the numbers (α, loss, τ, clipping, scales, Adam's hyperparameters,
+  the simulator's and the task's scalar attributes) and the identity of every module and parameter. A
+  change compiles a new graph.
+- *Gradient norm.* Summed in the graph rather than by ``get_total_norm``, whose ``_foreach_norm`` inductor
+  runs as an external call (~5 %).
+- *Bias.* On the CPU inductor keeps ``addmm(bias, x, Wᵀ)``, which first copies the broadcast bias into the
+  output; the custom pass :class:`UnfuseBias` computes ``mm(x, Wᵀ) + bias``, the addition fused into the
+  activation's kernel.
+- *Mish.* Its slope comes from the forward pass (:mod:`is_sb3.activations`): no second exponential.
 """
 
 from __future__ import annotations
 
+import functools
 import types
 import warnings
 from collections.abc import Callable, Iterator
@@ -88,8 +96,8 @@ def compile_options() -> dict[str, Any]:
     rest is :meth:`CompiledIteration.settings`) and the :class:`UnfuseBias` pass (where inductor takes one)."""
     options: dict[str, Any] = {}
     keep_tensor_guards = getattr(th.compiler, "keep_tensor_guards_unsafe", None)
-    if keep_tensor_guards is not None:
-        options["guard_filter_fn"] = keep_tensor_guards
+    if keep_tensor_guards is not None:  # parameters too: a network moved to another device or dtype recompiles
+        options["guard_filter_fn"] = functools.partial(keep_tensor_guards, keep_parameters=True)
     if CustomGraphPass is not None:
         options["post_grad_custom_post_pass"] = UnfuseBias()
     return options
