@@ -17,10 +17,10 @@ compiled iteration, ``python -m benchmarks.analytic --speed``):
 
 - *Guards.* Dynamo checks ~500 guards before every call (~0.1 ms of a ~1.7 ms iteration): the modules,
   the optimizers' state dicts, the Python numbers the graph bakes in. The graph keeps only its tensor
-  guards (shapes, dtypes, devices of inputs and parameters) and :meth:`CompiledIteration.settings` checks
-  the rest in Python, more cheaply: the numbers (α, loss, τ, clipping, scales, Adam's hyperparameters,
-  the simulator's and the task's scalar attributes) and the identity of every module and parameter. A
-  change compiles a new graph.
+  guards (shapes, dtypes, devices of inputs and parameters) and those on the simulator (what it reads of
+  a task), and :meth:`CompiledIteration.settings` checks the rest in Python, more cheaply: the numbers
+  (α, loss, τ, clipping, scales, Adam's hyperparameters) and the identity of every module and parameter.
+  A change compiles a new graph.
 - *Gradient norm.* Summed in the graph rather than by ``get_total_norm``, whose ``_foreach_norm`` inductor
   runs as an external call (~5 %).
 - *Bias.* On the CPU inductor keeps ``addmm(bias, x, Wᵀ)``, which first copies the broadcast bias into the
@@ -31,7 +31,6 @@ compiled iteration, ``python -m benchmarks.analytic --speed``):
 
 from __future__ import annotations
 
-import functools
 import types
 import warnings
 from collections.abc import Callable, Iterator
@@ -91,13 +90,20 @@ if CustomGraphPass is not None:
             return "is_sb3.UnfuseBias.v1"
 
 
+def _keep_tensor_and_simulator_guards(entries: list[Any]) -> list[bool]:
+    """Dynamo guard filter: keep the tensor guards (inputs, parameters, optimizer states: shapes, dtypes, devices)
+    and every guard on the simulator (exactly what the graph reads of a user's task); drop the rest, which
+    :meth:`CompiledIteration.settings` checks instead."""
+    return [entry.guard_type == "TENSOR_MATCH" or ".simulator" in entry.name for entry in entries]
+
+
 def compile_options() -> dict[str, Any]:
-    """Inductor options of the compiled iteration: tensor guards only (where this torch can filter guards; the
-    rest is :meth:`CompiledIteration.settings`) and the :class:`UnfuseBias` pass (where inductor takes one)."""
+    """Inductor options of the compiled iteration: tensor and simulator guards only (where this torch can filter
+    guards; the rest is :meth:`CompiledIteration.settings`) and the :class:`UnfuseBias` pass (where inductor takes
+    one)."""
     options: dict[str, Any] = {}
-    keep_tensor_guards = getattr(th.compiler, "keep_tensor_guards_unsafe", None)
-    if keep_tensor_guards is not None:  # parameters too: a network moved to another device or dtype recompiles
-        options["guard_filter_fn"] = functools.partial(keep_tensor_guards, keep_parameters=True)
+    if hasattr(th.compiler, "keep_tensor_guards_unsafe"):  # torch >= 2.8: dynamo takes guard filters
+        options["guard_filter_fn"] = _keep_tensor_and_simulator_guards
     if CustomGraphPass is not None:
         options["post_grad_custom_post_pass"] = UnfuseBias()
     return options
@@ -214,16 +220,16 @@ class CompiledIteration:
     def settings(self) -> tuple[Any, ...]:
         """What the graph bakes in beyond its tensor inputs: checked before every call, a change recompiles.
 
-        The model's numbers and loss, the policy's scales, Adam's hyperparameters, the scalar attributes of the
-        simulator and of its task (where it has one), grad mode, and the identity of the policy, the simulator and
-        every module and parameter of the three networks (shapes and dtypes of the other tensors: the graph's guards).
+        The model's numbers and loss, the policy's scales, Adam's hyperparameters, grad mode, and the identity of
+        the policy, the simulator and every module and parameter of the three networks (shapes, dtypes and devices
+        of the tensors and what the graph reads of the simulator: the graph's own guards).
         """
         m = self.model
         policy, sim = m.policy, m.simulator
         nets = (policy.actor, policy.critic, policy.critic_target)
         return (
             m.risk_aversion, m.critic_loss, m.tau, m.max_grad_value, m.max_grad_norm, policy.value_scale,
-            policy.action_scale, id(policy), id(sim), _scalars(sim), _scalars(getattr(sim, "task", None)),
+            policy.action_scale, id(policy), id(sim),
             tuple(id(x) for net in nets for x in _modules_and_parameters(net)),
             adam_hyperparameters(policy.critic_optimizer), adam_hyperparameters(policy.actor_optimizer),
             th.is_grad_enabled(),
@@ -303,12 +309,6 @@ class CompiledIteration:
                 stacklevel=3,
             )
             return None
-
-
-def _scalars(obj: object) -> tuple[tuple[str, Any], ...]:
-    """The number, string, bool and None attributes of an object (its ``__dict__``), in order."""
-    fields = getattr(obj, "__dict__", {})
-    return tuple((k, v) for k, v in fields.items() if v is None or isinstance(v, (int, float, str, bool)))
 
 
 def _modules_and_parameters(net: th.nn.Module) -> Iterator[object]:

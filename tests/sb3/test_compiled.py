@@ -180,3 +180,15 @@ def test_unfuse_bias_pass_replaces_addmm_by_mm_plus_bias() -> None:
     targets = {n.target for n in gm.graph.nodes}
     assert th.ops.aten.addmm.default not in targets and th.ops.aten.mm.default in targets
     th.testing.assert_close(gm(x, weight, bias), nn.functional.linear(x, weight, bias))
+
+
+def test_a_task_changed_after_compiling_takes_effect() -> None:
+    """What the graph reads of the simulator (here the task's σ) stays guarded: swapping the task compiles anew."""
+    import dataclasses
+
+    eager, fast = _model("is", False, seed=8), _model("is", True, seed=8)
+    for model in (eager, fast):
+        model.learn(20, log_interval=0)
+        model.simulator.task = dataclasses.replace(model.simulator.task, sigma=0.5)
+        model.learn(20, log_interval=0, reset_num_timesteps=False)
+    _assert_same_state(eager, fast)
