@@ -144,6 +144,21 @@ def test_mish_from_one_exponential_equals_torch_mish(x: float) -> None:
     assert t.grad.item() == pytest.approx(ref.grad.item(), rel=1e-12, abs=1e-14)
 
 
+def test_mish_second_derivatives_equal_torch_mish() -> None:
+    """Hessians through Mish (double backward, as is_sb3.diagnostics takes them of RiskAC's critic) need m'':
+    the parameter Hessian of a small Mish network equals that of the same network with ``torch.nn.Mish``."""
+    from is_sb3.activations import Mish
+    from is_sb3.diagnostics import exact_hessian
+
+    x = th.randn(32, 2, dtype=th.float64, generator=th.Generator().manual_seed(1))
+    nets = []
+    for activation in (Mish, nn.Mish):
+        th.manual_seed(0)
+        nets.append(nn.Sequential(nn.Linear(2, 8), activation(), nn.Linear(8, 1)).double())
+    ours, torchs = (exact_hessian(lambda net=net: net(x).pow(2).mean(), net) for net in nets)
+    np.testing.assert_allclose(ours, torchs, rtol=1e-10, atol=1e-12)
+
+
 def test_mish_is_finite_and_exact_in_float32_far_out() -> None:
     x = th.tensor([-1e4, -100.0, -20.0, 0.0, MISH_LINEAR_FROM, 44.5, 88.0, 1e4], requires_grad=True)
     y = mish(x)
