@@ -5,10 +5,14 @@
     python -m benchmarks.item_pickup --speed          # RiskSAC vs SB3 SAC env-steps/s; DiscreteRiskSAC updates/s
     python -m benchmarks.item_pickup --from-json A.json B.json --tag merged   # merge runs of separate invocations
 
-Losses is / sp / emse at α = 0.1 with the IS paper's sampled target, against risk-neutral SAC (mse,
-α = 0) and the greedy baseline. Validation return on a shifted distribution (gradient2 validation
-episodes) during training (PNG), and the final twelve-distribution table on the released test
-episodes (JSON + Markdown). Writes ``benchmarks/results/item_pickup.{json,md,png}``.
+Losses is / sp / emse at α = 0.1 with the IS paper's sampled target, against Enders et al.'s risk-neutral
+discrete SAC (``sac``: expectation over a', Huber δ = 2, α = 0) and the greedy baseline. Enders' settings
+throughout (their args_RL): Keras initialisation (the CnnPolicy's default), κ = e^{-2} until the absolute env
+step 800k (so never switched off within 500k), training on the 800 released gradient1 training episodes
+(a random permutation per pass), validation every 5k env steps. Validation return on a shifted distribution
+(gradient2 validation episodes) and on gradient1's (Enders' model selection) during training (PNG), and the
+final twelve-distribution table on the released test episodes (JSON + Markdown). Writes
+``benchmarks/out/item_pickup.{json,md,png}`` (``--out benchmarks/results`` for the committed ones).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 from benchmarks.common import (
     data_dir,
     keep_freed_memory,
+    out_dir,
     parse_args,
     result_stem,
     run_parallel,
@@ -35,8 +40,27 @@ from benchmarks.common import (
 
 SHIFTED = "gradient2"
 TRAINING = "gradient1"
-ENT_COEF_ZERO_AT = 0.4  # Enders: κ = e^{-2} until 40 % of training, then 0
-AGENTS = {"is": 0.1, "sp": 0.1, "emse": 0.1, "mse": 0.0}  # critic loss → α (mse: risk-neutral SAC)
+ENT_COEF_ZERO_AT = 0.4  # runs before this commit: κ → 0 at 40 % of --steps (read from their result files)
+KAPPA_ZERO_AT_STEP = 800_000  # Enders (args_RL alpha_schedule_steps): κ = 0 from this absolute env step
+#: agent → (critic loss, target, α): the IS paper's three losses with the sampled target; Enders' risk-neutral
+#: SAC (``sac``); ``mse``: the sampled target with ½δ² at α = 0 (the baseline of the runs before this commit)
+AGENTS = {
+    "is": ("is", "sampled", 0.1),
+    "sp": ("sp", "sampled", 0.1),
+    "emse": ("emse", "sampled", 0.1),
+    "sac": ("huber", "enders", 0.0),
+    "mse": ("mse", "sampled", 0.0),
+}
+DEFAULT_AGENTS = ["is", "sp", "emse", "sac"]
+
+
+def agent_label(run: dict[str, Any]) -> str:
+    """A run's row label: "is α=0.1", "SAC (Enders, α=0)", "SAC (mse, α=0)"."""
+    if run.get("agent") == "sac" or run.get("target") == "enders":
+        return "SAC (Enders, α=0)"
+    if run["loss"] == "mse":
+        return "SAC (mse, α=0)"
+    return f"{run['loss']} α={run['alpha']}"
 
 
 def _source(name: str) -> Any:
@@ -44,8 +68,7 @@ def _source(name: str) -> Any:
 
 
 def train_grid(
-    loss: str,
-    alpha: float,
+    agent: str,
     gamma: float,
     seed: int,
     steps: int,
@@ -53,10 +76,16 @@ def train_grid(
     quick: bool,
     batch_size: int,
     stop_at: int | None = None,
-    kappa_zero_at_step: int | None = None,
+    kappa_zero_at_step: int | None = KAPPA_ZERO_AT_STEP,
+    eval_freq: int = 5000,
+    fresh_episodes: bool = False,
+    save_to: str | None = None,
 ) -> dict[str, Any]:
-    """One agent's run of ``steps`` env steps, or its first ``stop_at`` steps (same entropy schedule);
-    κ → 0 at 40 % of ``steps`` (SPEC §5) or, if given, at env step ``kappa_zero_at_step`` (Enders: 800k)."""
+    """One agent's run of ``steps`` env steps, or its first ``stop_at`` steps; κ → 0 at the absolute env step
+    ``kappa_zero_at_step`` (Enders: 800k; ``None``: never). Training episodes: the released gradient1 training
+    split, or generated ones (``fresh_episodes``). ``save_to``: also write the run as soon as it ends to this JSON
+    file (``{"runs": [run]}``, readable by ``--from-json``), so a long invocation loses no finished run."""
+    import gymnasium as gym
     import torch
     from stable_baselines3.common.callbacks import CallbackList
 
@@ -66,47 +95,51 @@ def train_grid(
 
     torch.set_num_threads(1)
     keep_freed_memory()
-    scale = 0.1 if quick else 1.0  # quick: shorter warm-up and buffer
+    loss, target, alpha = AGENTS[agent]
+    scale = 0.1 if quick else 1.0  # quick: shorter warm-up
     run_steps = min(stop_at or steps, steps)
-    zero_at = ENT_COEF_ZERO_AT * steps / run_steps  # κ → 0 at 40 % of `steps`, also in a truncated run
-    if kappa_zero_at_step is not None:
-        schedule: dict[str, Any] = {"ent_coef_zero_at": None, "ent_coef_zero_at_step": kappa_zero_at_step}
-        kappa_off = kappa_zero_at_step
-    else:
-        schedule = {"ent_coef_zero_at": zero_at if zero_at <= 1 else None, "ent_coef_zero_at_step": None}
-        kappa_off = int(ENT_COEF_ZERO_AT * steps)
+    kappa_off = kappa_zero_at_step if kappa_zero_at_step is not None else None
+    env = gym.make("is_envs/ItemPickup-v0") if fresh_episodes else gym.make(
+        "is_envs/ItemPickup-v0", episodes=TRAINING, split="training"
+    )
     model = DiscreteRiskSAC(
-        "CnnPolicy", "is_envs/ItemPickup-v0", risk_aversion=alpha, critic_loss=loss, gamma=gamma, seed=seed,
-        device=device, learning_starts=int(20_000 * scale), buffer_size=200_000, batch_size=batch_size, **schedule,
+        "CnnPolicy", env, risk_aversion=alpha, critic_loss=loss, target=target, gamma=gamma, seed=seed,
+        device=device, learning_starts=int(20_000 * scale), buffer_size=200_000, batch_size=batch_size,
+        ent_coef_zero_at=None, ent_coef_zero_at_step=kappa_zero_at_step,
     )  # fmt: skip
-    eval_freq, n_val = max(1000, steps // 20), None if not quick else 20
-    val = GridValidationCallback(
-        eval_freq, episodes=_source(SHIFTED), n_episodes=n_val, name=f"{loss} α={alpha} γ={gamma} seed {seed}",
-        verbose=1,
-    )  # fmt: skip
+    n_val = None if not quick else 20
+    name = f"{agent_label({'agent': agent, 'loss': loss, 'alpha': alpha})} γ={gamma} seed {seed}"
+    val = GridValidationCallback(eval_freq, episodes=_source(SHIFTED), n_episodes=n_val, name=name, verbose=1)
     trace = TrainingTraceCallback(eval_freq)  # critic loss, gradient norm and |Q| per validation window
     episodes_dir = data_dir()
     with tempfile.TemporaryDirectory() as tmp:
-        # Enders' model selection: best validation return on the training distribution, from 100k steps
-        # after κ was set to 0 on (10k in --quick)
+        # Enders' model selection: best gradient1 validation return from 100k steps after κ was set to 0 on
+        # (10k in --quick); within a 500k-step run κ stays on, so the final model is the one tested
         best_path = Path(tmp) / "best.zip"
+        save_after = int(kappa_off + 100_000 * scale) if kappa_off is not None else 0
         select = GridValidationCallback(
-            eval_freq, episodes=_source(TRAINING), n_episodes=n_val, best_model_path=best_path,
-            save_after=int(kappa_off + 100_000 * scale),
+            eval_freq, episodes=_source(TRAINING), n_episodes=n_val, best_model_path=best_path, save_after=save_after,
         )  # fmt: skip
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         model.learn(run_steps, callback=CallbackList([val, select, trace]))
-        seconds = time.perf_counter() - t0
-        out = {"loss": loss, "alpha": alpha, "gamma": gamma, "seed": seed, "steps": run_steps, "schedule_steps": steps,
-               "kappa_off": kappa_off,
-               "batch_size": batch_size, "seconds": seconds, "validation": val.history,
-               "validation_training": select.history, "trace": trace.history,
+        seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
+        out = {"agent": agent, "loss": loss, "target": target, "alpha": alpha, "gamma": gamma, "seed": seed,
+               "steps": run_steps, "schedule_steps": steps, "kappa_off": kappa_off, "eval_freq": eval_freq,
+               "training_episodes": "generated" if fresh_episodes else "released gradient1 training split",
+               "init": model.policy.init, "batch_size": batch_size, "seconds": seconds, "cpu_seconds": cpu_seconds,
+               "validation": val.history, "validation_training": select.history, "trace": trace.history,
                "shift": shift_table(model, episodes_dir, n_episodes=20 if quick else 100)}  # fmt: skip
         if best_path.is_file():
             late = [(s, v) for s, v in select.history if s >= select.save_after]
             out["best_step"] = next(s for s, v in late if v == select.best_mean)  # the first (saved) one
             best = DiscreteRiskSAC.load(best_path, device=device)
             out["shift_best"] = shift_table(best, episodes_dir, n_episodes=20 if quick else 100)
+    if save_to is not None:
+        path = Path(save_to)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps({"batch_size": batch_size, "runs": [out]}, indent=1))
+        tmp.replace(path)
     return out
 
 
@@ -164,14 +197,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--batch-size", type=int, default=None, help="update batch (paper: 512; --quick: 128)")
     parser.add_argument(
-        "--losses", nargs="+", choices=AGENTS, default=list(AGENTS), help="agents (mse: risk-neutral SAC, α = 0)"
-    )
+        "--losses", nargs="+", choices=AGENTS, default=DEFAULT_AGENTS,
+        help="agents: is/sp/emse (α = 0.1, sampled target), sac (Enders' risk-neutral SAC: expectation over a', "
+        "Huber δ = 2), mse (sampled target, ½δ², α = 0)",
+    )  # fmt: skip
     parser.add_argument(
-        "--kappa-zero-at-step",
-        type=int,
-        default=None,
-        help="set the entropy coefficient to 0 at this env step (Enders: 800000); default: at 40%% of --steps",
-    )
+        "--kappa-zero-at-step", type=int, default=KAPPA_ZERO_AT_STEP,
+        help="set the entropy coefficient to 0 at this absolute env step (default Enders' 800000)",
+    )  # fmt: skip
+    parser.add_argument("--eval-freq", type=int, default=5000, help="env steps between validations (Enders: 5000)")
+    parser.add_argument(
+        "--fresh-episodes", action="store_true",
+        help="train on generated gradient1 episodes instead of the 800 released training episodes (Enders)",
+    )  # fmt: skip
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--tag", default="", help="suffix of the result files (item_pickup_<tag>.*)")
     parser.add_argument("--device", default="cpu")
@@ -193,11 +231,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     seeds = args.seeds or (1 if args.quick else 3)
     gammas = args.gammas or ([0.99] if args.quick else [0.99, 1.0])
     batch_size = args.batch_size or (128 if args.quick else 512)
-    configs = [(loss, AGENTS[loss]) for loss in args.losses]
+    stem = result_stem("item_pickup", args.tag)
+    if args.eval_freq < 1:
+        parser.error(f"--eval-freq must be >= 1, got {args.eval_freq}")
     jobs = [
-        {"loss": loss, "alpha": a, "gamma": g, "seed": s, "steps": steps, "device": args.device, "quick": args.quick,
-         "batch_size": batch_size, "stop_at": args.stop_at, "kappa_zero_at_step": args.kappa_zero_at_step}
-        for g in gammas for loss, a in configs for s in range(args.first_seed, args.first_seed + seeds)
+        {"agent": agent, "gamma": g, "seed": s, "steps": steps, "device": args.device, "quick": args.quick,
+         "batch_size": batch_size, "stop_at": args.stop_at, "kappa_zero_at_step": args.kappa_zero_at_step,
+         "eval_freq": args.eval_freq if not args.quick else min(args.eval_freq, 1000),
+         "fresh_episodes": args.fresh_episodes,
+         "save_to": str(out_dir() / "item_pickup_runs" / f"{stem}_{agent}_g{g}_s{s}_{steps}.json")}
+        for g in gammas for agent in args.losses for s in range(args.first_seed, args.first_seed + seeds)
     ]  # fmt: skip
     return report(run_parallel(train_grid, jobs, args.workers), args.tag)
 
@@ -222,7 +265,7 @@ def report(runs: list[dict[str, Any]], tag: str) -> dict[str, Any]:
 
     groups: dict[tuple[str, float, float], list[dict[str, Any]]] = defaultdict(list)
     for run in runs:
-        groups[(run["loss"], run["alpha"], run["gamma"])].append(run)
+        groups[(agent_label(run), run["alpha"], run["gamma"])].append(run)
     names = list(DISTRIBUTIONS)
     lines = [
         "Mean test return on the released test episodes of each distribution (gradient1: training) of the "
@@ -236,8 +279,8 @@ def report(runs: list[dict[str, Any]], tag: str) -> dict[str, Any]:
     greedy_row = " | ".join(f"{greedy[n]['greedy_mean_return']:.1f}" for n in names)
     lines.append(f"| greedy | – | – | – | – | {greedy_row} | 1.00 |")
     table = {}
-    for (loss, alpha, gamma), group in groups.items():
-        label = f"{loss} α={alpha}" if loss != "mse" else "SAC (mse, α=0)"
+    for (loss, _alpha, gamma), group in groups.items():
+        label = loss  # the agent's label
         steps = "/".join(sorted({_steps_label(g) for g in group}))
         batch = "/".join(sorted({str(g.get("batch_size")) for g in group}))
         rows = [("shift", label, f"{label} γ={gamma}")]
@@ -273,7 +316,7 @@ def _critic_health(groups: dict[tuple[str, float, float], list[dict[str, Any]]])
         "| max abs Q, κ = 0 | mean Q: at κ → 0, lowest after, final | final critic loss | non-finite |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (loss, alpha, gamma), run in traced:
+    for (loss, _alpha, gamma), run in traced:
         off = run.get("kappa_off", ENT_COEF_ZERO_AT * run.get("schedule_steps", run["steps"]))
         windows = [(step, w) for step, w in run["trace"] if w]
         phases = [[w for step, w in windows if step <= off], [w for step, w in windows if step > off]]
@@ -291,7 +334,7 @@ def _critic_health(groups: dict[tuple[str, float, float], list[dict[str, Any]]])
         q_path = f"{at_off:.3g}, {min(q_means):.3g}, {q_means[-1]:.3g}" if q_means else "–"
         final_loss = windows[-1][1].get("critic_loss", {}).get("mean", float("nan")) if windows else float("nan")
         bad = sum(v["nonfinite"] for _, w in windows for v in w.values())
-        label = f"{loss} α={alpha}" if loss != "mse" else "SAC (mse, α=0)"
+        label = loss
         lines.append(
             f"| {label} | {gamma} | {run['seed']} | {norms[0]} | {norms[1]} | {qmax[0]} | {qmax[1]} | {q_path} "
             f"| {final_loss:.3g} | {bad} |"

@@ -27,6 +27,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.type_aliases import RolloutReturn, TrainFreq
 
+from is_sb3.numerics import flush_denormals as _flush_denormals
 from is_sb3.safe_load import load_arguments
 
 __all__ = ["BoundaryCallback", "ResumableOffPolicy"]
@@ -54,6 +55,14 @@ class ResumableOffPolicy(OffPolicyAlgorithm):
     #: the JSON text of the generators' state and the last observation, as uint8 (empty until ``save``)
     resume_state: th.Tensor
     _stop_requested: bool = False
+    #: ``learn`` flushes subnormal floats to zero on every training thread, restoring the setting afterwards
+    #: (:mod:`is_sb3.numerics`; set to False on a model to train with IEEE subnormals)
+    flush_denormals: bool = True
+
+    def learn(self: SelfResumable, *args: Any, **kwargs: Any) -> SelfResumable:
+        """SB3's ``learn``, with subnormal numbers flushed to zero while it runs (see ``flush_denormals``)."""
+        with _flush_denormals(self.flush_denormals):
+            return super().learn(*args, **kwargs)
 
     def _setup_model(self) -> None:
         super()._setup_model()

@@ -19,7 +19,10 @@ from is_sb3.losses import critic_loss
 from is_sb3.resume import ResumableOffPolicy
 from is_sb3.risk import certainty_equivalent
 
-__all__ = ["ENDERS_ENT_COEF_ZERO_AT_STEP", "DiscreteRiskSAC", "discrete_sac_target", "l2_penalty"]
+__all__ = ["CRITIC_LOSSES", "ENDERS_ENT_COEF_ZERO_AT_STEP", "DiscreteRiskSAC", "discrete_sac_target", "l2_penalty"]
+
+#: critic losses of DiscreteRiskSAC: the four of :mod:`is_sb3.losses` and Enders et al.'s Huber loss
+CRITIC_LOSSES = ("is", "sp", "emse", "mse", "huber")
 
 #: Enders et al. set κ to 0 at this absolute env step (of their 2M-step runs)
 ENDERS_ENT_COEF_ZERO_AT_STEP = 800_000
@@ -94,10 +97,13 @@ class DiscreteRiskSAC(ResumableOffPolicy):
     target critics. Two critic targets (see :func:`discrete_sac_target`):
 
     - ``target="sampled"`` (the IS paper's variant, default): one a' ~ π(·|s'), regressed with
-      ``critic_loss`` ∈ {"is", "sp", "emse", "mse"} at ``risk_aversion`` α, so the risk is taken
-      jointly over s' and a';
+      ``critic_loss`` ∈ {"is", "sp", "emse", "mse"} (default "is") at ``risk_aversion`` α, so the risk is
+      taken jointly over s' and a';
     - ``target="enders"``: Enders et al.'s expectation over a' with the entropic risk over actions
-      (log-sum-exp), regressed with the Huber loss (δ = ``huber_delta``).
+      (log-sum-exp), regressed by default with their Huber loss (``critic_loss="huber"``, δ = ``huber_delta``).
+      With ``risk_aversion=0`` this is Enders' risk-neutral discrete SAC exactly.
+
+    Every critic loss works with either target ("huber" too with "sampled"); the one given is the one used.
 
     The actor minimises E_s Σ_a π(a|s)(κ log π(a|s) − min_i Q_i(s, a)) with the critics' values from
     before the critic step of the same update (as Enders et al.). Enders' options, as in their code: a
@@ -114,7 +120,8 @@ class DiscreteRiskSAC(ResumableOffPolicy):
     :param policy: "CnnPolicy" (Enders' CNN, for the grid), "MlpPolicy" (flat observations) or a class.
     :param env: the environment or its id.
     :param risk_aversion: α.
-    :param critic_loss: loss of the "sampled" target: "is", "sp", "emse" or "mse".
+    :param critic_loss: "is", "sp", "emse", "mse" or "huber" (δ = ``huber_delta``); default (``None``): "is"
+        with the "sampled" target, "huber" with the "enders" target.
     :param target: "sampled" or "enders".
     :param learning_rate: Adam learning rate (float or schedule).
     :param buffer_size: replay buffer size.
@@ -147,7 +154,7 @@ class DiscreteRiskSAC(ResumableOffPolicy):
         policy: str | type[DiscreteSACPolicy],
         env: GymEnv | str,
         risk_aversion: float = 0.1,
-        critic_loss: str = "is",
+        critic_loss: str | None = None,
         target: Literal["sampled", "enders"] = "sampled",
         learning_rate: float | Schedule = 3e-4,
         buffer_size: int = 200_000,
@@ -171,9 +178,13 @@ class DiscreteRiskSAC(ResumableOffPolicy):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ) -> None:
-        alpha = check_risk_settings(risk_aversion, critic_loss)
         if target not in ("sampled", "enders"):
             raise ValueError(f"target must be 'sampled' or 'enders', got {target!r}")
+        if critic_loss is None:
+            critic_loss = "huber" if target == "enders" else "is"
+        if critic_loss not in CRITIC_LOSSES:
+            raise ValueError(f"critic_loss must be one of {CRITIC_LOSSES} (or None), got {critic_loss!r}")
+        alpha = check_risk_settings(risk_aversion, "mse" if critic_loss == "huber" else critic_loss)
         if not (ent_coef >= 0 and math.isfinite(ent_coef)):
             raise ValueError(f"ent_coef must be a finite number >= 0, got {ent_coef!r}")
         if ent_coef_zero_at is not None and not 0 <= ent_coef_zero_at <= 1:
@@ -276,7 +287,7 @@ class DiscreteRiskSAC(ResumableOffPolicy):
                 )
             q_all_critics = self.policy.q_values(data.observations)  # (n_critics, batch, n_actions)
             q = [qi.gather(1, actions).squeeze(1) for qi in q_all_critics]  # Q_i(s, a), each (batch,)
-            if self.target == "enders":
+            if self.critic_loss == "huber":
                 c_loss = sum(functional.huber_loss(qi, y, delta=self.huber_delta) for qi in q)
             else:
                 c_loss = sum(critic_loss(self.critic_loss, qi, y, self.risk_aversion) for qi in q)

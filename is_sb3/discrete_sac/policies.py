@@ -3,7 +3,7 @@ giving Q(s, ·) for every action, with Enders et al.'s small CNN for the item pi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch as th
 from gymnasium import spaces
@@ -12,7 +12,10 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, Flatten
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-__all__ = ["CnnPolicy", "DiscreteSACPolicy", "EndersCNN", "MlpPolicy"]
+__all__ = ["INITIALIZATIONS", "CnnPolicy", "DiscreteSACPolicy", "EndersCNN", "MlpPolicy", "keras_init_"]
+
+#: weight initialisations of :class:`DiscreteSACPolicy`
+INITIALIZATIONS = ("keras", "torch")
 
 
 class EndersCNN(BaseFeaturesExtractor):
@@ -34,6 +37,25 @@ class EndersCNN(BaseFeaturesExtractor):
     def forward(self, observations: th.Tensor) -> th.Tensor:
         out: th.Tensor = self.net(observations)
         return out
+
+
+def keras_init_(module: nn.Module) -> None:
+    """Enders et al.'s Keras initialisation, in place: every convolution and linear layer but the last gets
+    He-uniform kernels (Keras ``he_uniform``: U(±√(6/fan_in))), the last (the output layer) Glorot-uniform
+    (``glorot_uniform``: U(±√(6/(fan_in + fan_out)))), all biases zero. fan_in and fan_out count the kernel's
+    receptive field (in_channels·k_h·k_w for a convolution), as Keras does.
+
+    :param module: a network whose layers, in registration order, end with its output layer.
+    """
+    layers = [m for m in module.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    if not layers:
+        raise ValueError("keras_init_ needs a module with convolution or linear layers")
+    for layer in layers[:-1]:
+        nn.init.kaiming_uniform_(layer.weight, a=0.0, mode="fan_in", nonlinearity="relu")  # √2·√(3/fan_in)
+    nn.init.xavier_uniform_(layers[-1].weight)
+    for layer in layers:
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
 
 
 class _Head(nn.Module):
@@ -60,6 +82,8 @@ class DiscreteSACPolicy(BasePolicy):
     :param n_critics: number of critics (2: twin).
     :param optimizer_class: optimizer of actor and critics.
     :param optimizer_kwargs: its keyword arguments (the L2 penalty is DiscreteRiskSAC's ``l2``, not weight decay).
+    :param init: "keras" (Enders et al.'s: He-uniform kernels, Glorot-uniform output layer, zero biases; see
+        :func:`keras_init_`; the default of the CnnPolicy) or "torch" (PyTorch's layer defaults; the MlpPolicy's).
     """
 
     def __init__(
@@ -72,7 +96,10 @@ class DiscreteSACPolicy(BasePolicy):
         n_critics: int = 2,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
+        init: Literal["keras", "torch"] = "keras",
     ) -> None:
+        if init not in INITIALIZATIONS:
+            raise ValueError(f"init must be one of {INITIALIZATIONS}, got {init!r}")
         super().__init__(
             observation_space,
             action_space,
@@ -86,8 +113,13 @@ class DiscreteSACPolicy(BasePolicy):
         self.n_critics = int(n_critics)
         n_actions = int(action_space.n)
 
+        self.init = init
+
         def head() -> _Head:
-            return _Head(features_extractor_class(observation_space), self.net_arch, n_actions)
+            net = _Head(features_extractor_class(observation_space), self.net_arch, n_actions)
+            if init == "keras":
+                keras_init_(net)
+            return net
 
         self.actor = head()
         self.critics = nn.ModuleList(head() for _ in range(self.n_critics))
@@ -129,18 +161,21 @@ class DiscreteSACPolicy(BasePolicy):
             features_extractor_class=self.features_extractor_class,
             optimizer_class=self.optimizer_class,
             optimizer_kwargs=self.optimizer_kwargs,
+            init=self.init,
             lr_schedule=self._dummy_schedule,
         )
         return data
 
 
 class CnnPolicy(DiscreteSACPolicy):
-    """:class:`DiscreteSACPolicy` with :class:`EndersCNN` (channel-first image-like observations)."""
+    """:class:`DiscreteSACPolicy` with :class:`EndersCNN` (channel-first image-like observations) and Enders et
+    al.'s Keras initialisation (``init="keras"``)."""
 
 
 class MlpPolicy(DiscreteSACPolicy):
-    """:class:`DiscreteSACPolicy` on flattened observations."""
+    """:class:`DiscreteSACPolicy` on flattened observations, with PyTorch's initialisation (``init="torch"``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("features_extractor_class", FlattenExtractor)
+        kwargs.setdefault("init", "torch")
         super().__init__(*args, **kwargs)

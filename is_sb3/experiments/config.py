@@ -120,8 +120,9 @@ def build_model(
     kwargs = {k: v for k, v in params.items() if k not in ("n_timesteps", "policy")}
     if "learning_rate" in kwargs:
         kwargs["learning_rate"] = learning_rate(kwargs["learning_rate"])
-    if kwargs.get("critic_loss", "is") not in LOSS_NAMES:
-        raise ExperimentError(f"unknown loss {kwargs['critic_loss']!r}; available: {', '.join(LOSS_NAMES)}")
+    names = (*LOSS_NAMES, "huber") if algo == "discrete_risk_sac" else LOSS_NAMES  # Enders' Huber: discrete SAC only
+    if kwargs.get("critic_loss", "is") not in names:
+        raise ExperimentError(f"unknown loss {kwargs['critic_loss']!r}; available: {', '.join(names)}")
     try:
         return algo_class(algo)(
             params.get("policy", "MlpPolicy"),
