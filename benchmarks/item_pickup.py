@@ -23,7 +23,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -44,7 +44,7 @@ ENT_COEF_ZERO_AT = 0.4  # runs before this commit: κ → 0 at 40 % of --steps (
 KAPPA_ZERO_AT_STEP = 800_000  # Enders (args_RL alpha_schedule_steps): κ = 0 from this absolute env step
 #: agent → (critic loss, target, α): the IS paper's three losses with the sampled target; Enders' risk-neutral
 #: SAC (``sac``); ``mse``: the sampled target with ½δ² at α = 0 (the baseline of the runs before this commit)
-AGENTS = {
+AGENTS: dict[str, tuple[str, Literal["sampled", "enders"], float]] = {
     "is": ("is", "sampled", 0.1),
     "sp": ("sp", "sampled", 0.1),
     "emse": ("emse", "sampled", 0.1),
@@ -99,8 +99,10 @@ def train_grid(
     scale = 0.1 if quick else 1.0  # quick: shorter warm-up
     run_steps = min(stop_at or steps, steps)
     kappa_off = kappa_zero_at_step if kappa_zero_at_step is not None else None
-    env = gym.make("is_envs/ItemPickup-v0") if fresh_episodes else gym.make(
-        "is_envs/ItemPickup-v0", episodes=TRAINING, split="training"
+    env = (
+        gym.make("is_envs/ItemPickup-v0")
+        if fresh_episodes
+        else gym.make("is_envs/ItemPickup-v0", episodes=TRAINING, split="training")
     )
     model = DiscreteRiskSAC(
         "CnnPolicy", env, risk_aversion=alpha, critic_loss=loss, target=target, gamma=gamma, seed=seed,
@@ -135,11 +137,11 @@ def train_grid(
             best = DiscreteRiskSAC.load(best_path, device=device)
             out["shift_best"] = shift_table(best, episodes_dir, n_episodes=20 if quick else 100)
     if save_to is not None:
-        path = Path(save_to)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps({"batch_size": batch_size, "runs": [out]}, indent=1))
-        tmp.replace(path)
+        dest = Path(save_to)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = dest.with_name(f".{dest.name}.tmp")
+        partial.write_text(json.dumps({"batch_size": batch_size, "runs": [out]}, indent=1))
+        partial.replace(dest)
     return out
 
 

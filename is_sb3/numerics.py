@@ -1,4 +1,13 @@
-"""Floating-point settings of training: subnormal numbers flushed to zero on every thread that trains.
+"""Floating-point settings of training: the compute precision of the networks (float32 or bf16 mixed
+precision, :func:`resolve_precision`) and subnormal numbers flushed to zero on every thread that trains.
+
+Precision. ``"bf16"`` runs the networks' forward passes under ``torch.autocast`` with bfloat16 (matrix products
+and convolutions in bf16, float32 master weights, float32 optimizer states, targets, losses, reward scaling and
+log-sum-exp); ``"float32"`` runs everything in float32; ``"auto"`` picks bf16 only where the hardware has bf16
+matrix units: on CUDA a GPU with bf16 support (Ampere and later), on the CPU the AMX tiles of Intel Sapphire Rapids
+and later. Elsewhere bf16 is slower than float32 on the CPU (oneDNN emulates it): 0.86× with AVX512-BF16 only,
+0.36× on plain AVX-512, 0.14× on AVX2 (the DiscreteRiskSAC update, measured with oneDNN's ISA capped), and a
+512×1600·1600×256 bf16 matrix product was measured 60× slower than float32 on an AVX2-only AMD EPYC.
 
 Why: with an L2 penalty under Adam (Enders et al.'s Keras ``kernel_regularizer``) the weights of dead ReLU
 units shrink geometrically and become subnormal (below ~1.2e-38 in float32) after a few thousand updates. On
@@ -23,7 +32,44 @@ from collections.abc import Iterator
 
 import torch as th
 
-__all__ = ["denormals_flushed", "flush_denormals", "set_flush_denormals"]
+__all__ = [
+    "PRECISIONS",
+    "denormals_flushed",
+    "flush_denormals",
+    "has_bf16_matrix_units",
+    "resolve_precision",
+    "set_flush_denormals",
+]
+
+#: the values of the agents' ``precision`` argument
+PRECISIONS = ("float32", "bf16", "auto")
+
+
+def has_bf16_matrix_units(device: th.device | str) -> bool:
+    """Whether ``device`` multiplies bf16 matrices in hardware faster than float32: a CUDA GPU with bf16 support
+    (tensor cores, compute capability ≥ 8.0), or a CPU with AMX tiles (``torch.cpu._is_amx_tile_supported``)."""
+    device = th.device(device)
+    if device.type == "cuda":
+        return bool(th.cuda.is_available() and th.cuda.is_bf16_supported(including_emulation=False))
+    if device.type == "cpu":
+        amx = getattr(th.cpu, "_is_amx_tile_supported", None)  # torch >= 2.3
+        return bool(amx is not None and amx())
+    return False
+
+
+def resolve_precision(precision: str, device: th.device | str) -> th.dtype:
+    """The compute dtype of the networks' forward passes for ``precision`` on ``device``: ``th.float32`` or
+    ``th.bfloat16`` ("auto": bf16 where :func:`has_bf16_matrix_units`, else float32).
+
+    :param precision: "float32", "bf16" or "auto".
+    :param device: the device the networks train on.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        return th.bfloat16 if has_bf16_matrix_units(device) else th.float32
+    return th.bfloat16 if precision == "bf16" else th.float32
+
 
 _lock = threading.Lock()
 _runtime: ctypes.CDLL | bool | None = False  # False: not looked up yet; None: none found
@@ -51,7 +97,7 @@ def _openmp_runtime() -> ctypes.CDLL | None:
                 fn.restype = None
                 _runtime = lib
                 break
-    return _runtime or None
+    return _runtime if isinstance(_runtime, ctypes.CDLL) else None
 
 
 def denormals_flushed() -> bool:

@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, NamedTuple, TypeVar
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
 from stable_baselines3.common.utils import polyak_update
 from torch.nn import functional
 
 from is_sb3.common import check_risk_settings, check_total_timesteps, make_env
 from is_sb3.discrete_sac.policies import CnnPolicy, DiscreteSACPolicy, MlpPolicy
 from is_sb3.losses import critic_loss
+from is_sb3.numerics import resolve_precision
 from is_sb3.resume import ResumableOffPolicy
 from is_sb3.risk import certainty_equivalent
 
-__all__ = ["CRITIC_LOSSES", "ENDERS_ENT_COEF_ZERO_AT_STEP", "DiscreteRiskSAC", "discrete_sac_target", "l2_penalty"]
+__all__ = [
+    "CRITIC_LOSSES",
+    "ENDERS_ENT_COEF_ZERO_AT_STEP",
+    "DiscreteRiskSAC",
+    "UpdateTerms",
+    "add_l2_gradient_",
+    "discrete_sac_target",
+    "l2_penalty",
+]
 
 #: critic losses of DiscreteRiskSAC: the four of :mod:`is_sb3.losses` and Enders et al.'s Huber loss
 CRITIC_LOSSES = ("is", "sp", "emse", "mse", "huber")
@@ -40,6 +49,31 @@ def l2_penalty(module: th.nn.Module, coef: float) -> th.Tensor:
     if coef == 0 or not weights:
         return th.zeros((), device=next(module.parameters()).device)
     return coef * th.stack([w.square().sum() for w in weights]).sum()
+
+
+def add_l2_gradient_(module: th.nn.Module, coef: float) -> None:
+    """Add the gradient of :func:`l2_penalty` (2·coef·W) to the ``.grad`` of every weight tensor of ``module``, in
+    place, with one fused ``_foreach_add_`` (no autograd graph for the penalty). Weights without a gradient are
+    left alone.
+
+    :param module: the network, after ``backward``.
+    :param coef: the coefficient (≥ 0).
+    """
+    pairs = [(p, p.grad) for p in module.parameters() if p.ndim >= 2 and p.requires_grad and p.grad is not None]
+    if coef == 0 or not pairs:
+        return
+    weights, grads = zip(*pairs, strict=True)
+    th._foreach_add_(list(grads), list(weights), alpha=2.0 * coef)
+
+
+class UpdateTerms(NamedTuple):
+    """What one DiscreteRiskSAC update computes on a batch (:meth:`DiscreteRiskSAC.update_terms`)."""
+
+    target: th.Tensor  #: y, shape (batch,), no gradient
+    q: th.Tensor  #: Q_i(s, ·) of every critic, shape (n_critics, batch, n_actions), float32
+    critic_loss: th.Tensor  #: Σ_i mean ℓ(Q_i(s, a), y), a scalar
+    actor_loss: th.Tensor  #: E_s Σ_a π(a|s)(κ log π(a|s) − min_i Q_i(s, a)), a scalar
+    log_pi: th.Tensor  #: log π(·|s), shape (batch, n_actions)
 
 
 SelfDiscreteRiskSAC = TypeVar("SelfDiscreteRiskSAC", bound="DiscreteRiskSAC")
@@ -114,8 +148,16 @@ class DiscreteRiskSAC(ResumableOffPolicy):
     (:func:`l2_penalty`; gradient 2·l2·W, not Adam's weight decay); gradient-norm clipping of each
     network, each critic on its own (``max_grad_norm``); one update per ``train_freq`` env steps.
     (Each critic having its own Adam, as Enders', is the same as one Adam over both: Adam is
-    elementwise.) Not reproduced: Enders train in float16 mixed precision (Keras
-    ``LossScaleOptimizer``); here everything is float32, which changes rounding, not the algorithm.
+    elementwise.)
+
+    Precision: Enders train in float16 mixed precision (Keras ``LossScaleOptimizer``). Here ``precision="bf16"``
+    runs the networks' forward passes of the update under bf16 autocast (float32 master weights, optimizer
+    states, targets, losses, reward scaling and log-sum-exp; bf16 needs no loss scaling), ``"float32"`` everything
+    in float32, and ``"auto"`` (default) picks bf16 only where the device has bf16 matrix units (AMX on the CPU,
+    bf16 tensor cores on CUDA; :func:`is_sb3.numerics.resolve_precision`), float32 elsewhere, where bf16 would be
+    slower. ``predict`` always runs in float32. ``learn`` flushes subnormal numbers to zero on every training
+    thread (:mod:`is_sb3.numerics`): Enders' L2 under Adam drives dead units' weights below 1e-38, where Intel
+    CPUs compute many times slower.
 
     :param policy: "CnnPolicy" (Enders' CNN, for the grid), "MlpPolicy" (flat observations) or a class.
     :param env: the environment or its id.
@@ -137,7 +179,8 @@ class DiscreteRiskSAC(ResumableOffPolicy):
     :param reward_scaling: divide rewards by the std of the buffer's rewards.
     :param l2: coefficient of the L2 penalty on the weights of actor and critics (see :func:`l2_penalty`).
     :param max_grad_norm: gradient-norm clip of the actor and of each critic separately (``None``: none).
-    :param huber_delta: δ of the Huber loss of the "enders" target.
+    :param huber_delta: δ of the Huber loss (``critic_loss="huber"``).
+    :param precision: "auto", "float32" or "bf16": the compute precision of the networks in the update (above).
     :param policy_kwargs: policy arguments (``net_arch``, ``n_critics``, ...).
     :param tensorboard_log: TensorBoard log folder.
     :param verbose: verbosity.
@@ -171,6 +214,7 @@ class DiscreteRiskSAC(ResumableOffPolicy):
         l2: float = 1e-4,
         max_grad_norm: float | None = 10.0,
         huber_delta: float = 2.0,
+        precision: str = "auto",
         policy_kwargs: dict[str, Any] | None = None,
         tensorboard_log: str | None = None,
         verbose: int = 0,
@@ -199,6 +243,7 @@ class DiscreteRiskSAC(ResumableOffPolicy):
             raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
         if not huber_delta > 0:
             raise ValueError(f"huber_delta must be > 0, got {huber_delta!r}")
+        resolve_precision(precision, "cpu")  # validates the name
         policy_kwargs = dict(policy_kwargs or {})
         super().__init__(
             policy,
@@ -230,6 +275,7 @@ class DiscreteRiskSAC(ResumableOffPolicy):
         self.l2 = l2
         self.max_grad_norm = max_grad_norm
         self.huber_delta = huber_delta
+        self.precision = precision
         if _init_setup_model:
             self._setup_model()
 
@@ -242,6 +288,11 @@ class DiscreteRiskSAC(ResumableOffPolicy):
         if self.ent_coef_zero_at is not None and 1.0 - self._current_progress_remaining >= self.ent_coef_zero_at:
             return 0.0
         return self.ent_coef
+
+    @property
+    def compute_dtype(self) -> th.dtype:
+        """The dtype the networks compute in during updates (``precision`` resolved on this model's device)."""
+        return resolve_precision(getattr(self, "precision", "float32"), self.device)  # float32 in older files
 
     def _reward_scale(self) -> float:
         if not self.reward_scaling:
@@ -260,6 +311,49 @@ class DiscreteRiskSAC(ResumableOffPolicy):
         optimizer.step()
         return th.linalg.vector_norm(norms)
 
+    def _autocast(self) -> th.autocast:
+        """The networks' forward passes in bf16 where ``precision`` chooses it (else a disabled autocast)."""
+        return th.autocast(self.device.type, dtype=th.bfloat16, enabled=self.compute_dtype == th.bfloat16)
+
+    def update_terms(self, data: ReplayBufferSamples, ent_coef: float, reward_scale: float) -> UpdateTerms:
+        """The quantities of one update on the batch ``data``, from the current networks: the critic target y
+        (no gradient), the critics' Q(s, ·), the critic loss Σ_i mean ℓ(Q_i(s, a), y) and the actor loss
+        E_s Σ_a π(a|s)(κ log π(a|s) − min_i Q_i(s, a)) (Q detached), the last two differentiable. The forward
+        passes run in the model's compute precision, everything after them in float32. ``train`` steps on these;
+        they are public so that precisions and targets can be compared on fixed batches.
+
+        :param data: a replay-buffer batch.
+        :param ent_coef: κ.
+        :param reward_scale: the factor the rewards are multiplied by.
+        """
+        rewards, dones = data.rewards.view(-1) * reward_scale, data.dones.view(-1)
+        actions = data.actions.long().view(-1, 1)
+        with th.no_grad():
+            with self._autocast():
+                next_logits = self.policy.logits(data.next_observations)
+                next_q = self.policy.q_values(data.next_observations, target=True)
+            next_logits, next_q = next_logits.float(), next_q.float().min(dim=0).values
+            next_actions = th.distributions.Categorical(logits=next_logits).sample()
+            y = discrete_sac_target(
+                rewards, dones, next_logits, next_q, self.gamma, ent_coef, self.risk_aversion, self.target,
+                next_actions,
+            )  # fmt: skip
+        with self._autocast():
+            q_all_critics = self.policy.q_values(data.observations)
+            logits = self.policy.logits(data.observations)
+        q_all_critics = q_all_critics.float()  # (n_critics, batch, n_actions)
+        q = [qi.gather(1, actions).squeeze(1) for qi in q_all_critics]  # Q_i(s, a), each (batch,)
+        if self.critic_loss == "huber":
+            c_loss = sum(functional.huber_loss(qi, y, delta=self.huber_delta) for qi in q)
+        else:
+            c_loss = sum(critic_loss(self.critic_loss, qi, y, self.risk_aversion) for qi in q)
+        assert isinstance(c_loss, th.Tensor)
+        # actor: with the critics' values from before their step (Enders et al.'s order; saves two critic forwards)
+        log_pi = th.log_softmax(logits.float(), dim=-1)
+        q_all = q_all_critics.detach().min(dim=0).values
+        a_loss = (log_pi.exp() * (ent_coef * log_pi - q_all)).sum(-1).mean()
+        return UpdateTerms(y, q_all_critics, c_loss, a_loss, log_pi)
+
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         self.policy.set_training_mode(True)
         self._update_learning_rate([self.policy.actor_optimizer, self.policy.critic_optimizer])
@@ -268,48 +362,21 @@ class DiscreteRiskSAC(ResumableOffPolicy):
         c_losses, a_losses, entropies, c_norms, q_taken = [], [], [], [], []
         for _ in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
-            rewards, dones = data.rewards.view(-1) * scale, data.dones.view(-1)
-            actions = data.actions.long().view(-1, 1)
-            with th.no_grad():
-                next_logits = self.policy.logits(data.next_observations)
-                next_q = self.policy.q_values(data.next_observations, target=True).min(dim=0).values
-                next_actions = th.distributions.Categorical(logits=next_logits).sample()
-                y = discrete_sac_target(
-                    rewards,
-                    dones,
-                    next_logits,
-                    next_q,
-                    self.gamma,
-                    kappa,
-                    self.risk_aversion,
-                    self.target,
-                    next_actions,
-                )
-            q_all_critics = self.policy.q_values(data.observations)  # (n_critics, batch, n_actions)
-            q = [qi.gather(1, actions).squeeze(1) for qi in q_all_critics]  # Q_i(s, a), each (batch,)
-            if self.critic_loss == "huber":
-                c_loss = sum(functional.huber_loss(qi, y, delta=self.huber_delta) for qi in q)
-            else:
-                c_loss = sum(critic_loss(self.critic_loss, qi, y, self.risk_aversion) for qi in q)
-            assert isinstance(c_loss, th.Tensor)
+            terms = self.update_terms(data, kappa, scale)
             self.policy.critic_optimizer.zero_grad()
-            (c_loss + l2_penalty(self.policy.critics, self.l2)).backward()
-            critics = list(self.policy.critics)
-            c_norms.append(self._clip_step(critics, self.policy.critic_optimizer).detach())
-            # actor: E_s Σ_a π(a|s)(κ log π(a|s) − min_i Q_i(s, a)), with the critics' values from before
-            # their step (Enders et al.'s order; saves two critic forwards per update)
-            logits = self.policy.logits(data.observations)
-            log_pi = th.log_softmax(logits, dim=-1)
-            q_all = q_all_critics.detach().min(dim=0).values
-            a_loss = (log_pi.exp() * (kappa * log_pi - q_all)).sum(-1).mean()
+            terms.critic_loss.backward()
+            add_l2_gradient_(self.policy.critics, self.l2)  # the gradient of l2_penalty, without its graph
+            c_norms.append(self._clip_step(list(self.policy.critics), self.policy.critic_optimizer).detach())
             self.policy.actor_optimizer.zero_grad()
-            (a_loss + l2_penalty(self.policy.actor, self.l2)).backward()
+            terms.actor_loss.backward()
+            add_l2_gradient_(self.policy.actor, self.l2)
             self._clip_step([self.policy.actor], self.policy.actor_optimizer)
             polyak_update(self.policy.critics.parameters(), self.policy.critics_target.parameters(), self.tau)
-            c_losses.append(c_loss.detach())
-            a_losses.append(a_loss.detach())
-            entropies.append(-(log_pi.exp() * log_pi).sum(-1).mean().detach())
-            q_taken.append(q[0].detach())
+            log_pi = terms.log_pi.detach()
+            c_losses.append(terms.critic_loss.detach())
+            a_losses.append(terms.actor_loss.detach())
+            entropies.append(-(log_pi.exp() * log_pi).sum(-1).mean())
+            q_taken.append(terms.q[0].detach().gather(1, data.actions.long().view(-1, 1)).squeeze(1))
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         q_seen = th.cat(q_taken)  # Q_1(s, a) on this call's batches, in scaled-reward units
@@ -330,6 +397,7 @@ class DiscreteRiskSAC(ResumableOffPolicy):
         self.logger.record("train/ent_coef", kappa)
         self.logger.record("train/reward_scale", scale)
         self.logger.record("train/risk_aversion", self.risk_aversion)
+        self.logger.record("train/bf16", int(self.compute_dtype == th.bfloat16), exclude="stdout")
 
     def learn(
         self: SelfDiscreteRiskSAC,

@@ -27,6 +27,8 @@ from is_sb3.schedules import WarmupConstantCosine
 CASES = [
     (RiskSAC, "is_envs/QuadraticPenalty-v0", {"policy_kwargs": {"net_arch": [16, 16]}}),
     (DiscreteRiskSAC, "is_envs/ItemPickup-v0", {"policy_kwargs": {"net_arch": [16]}, "train_freq": 4}),
+    (DiscreteRiskSAC, "is_envs/ItemPickup-v0", {"policy_kwargs": {"net_arch": [16]}, "train_freq": 4,
+                                                "precision": "bf16"}),  # fmt: skip
 ]
 
 
@@ -56,7 +58,7 @@ def _assert_same_networks(a: Any, b: Any) -> None:
         assert th.equal(sa[key], sb[key]), key
 
 
-@pytest.mark.parametrize(("cls", "env_id", "extra"), CASES, ids=["risk_sac", "discrete_risk_sac"])
+@pytest.mark.parametrize(("cls", "env_id", "extra"), CASES, ids=["risk_sac", "discrete_risk_sac", "discrete_bf16"])
 def test_save_load_learn_equals_the_uninterrupted_run(
     cls: Any, env_id: str, extra: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -116,7 +118,7 @@ def test_ctrl_c_then_resume_through_the_cli_equals_the_uninterrupted_run(
     _assert_same_networks(a, b)
 
 
-@pytest.mark.parametrize(("cls", "env_id", "extra"), CASES, ids=["risk_sac", "discrete_risk_sac"])
+@pytest.mark.parametrize(("cls", "env_id", "extra"), CASES, ids=["risk_sac", "discrete_risk_sac", "discrete_bf16"])
 def test_loading_runs_nothing_from_the_file(cls: Any, env_id: str, extra: dict[str, Any], tmp_path: Path) -> None:
     model = _make(cls, env_id, extra)
     model.save(tmp_path / "m.zip")
