@@ -145,46 +145,172 @@ def train_grid(
     return out
 
 
-def speed(device: str, quick: bool) -> dict[str, float]:
+def _update_floor_ms(batch: int, dtype: Any, device: str, repeats: int) -> dict[str, float]:
+    """The matrix-product floor of one DiscreteRiskSAC update: every convolution and linear layer of Enders' CNN
+    timed alone in ``dtype`` (best of ``repeats``), forward ×6 (actor and both critics on s, both targets and the
+    actor on s') and the two backward products ×3 (actor and critics; the first layer's input gradient is not
+    needed), in CPU ms. What the update does on top (ReLU, padding, casts, Adam, Polyak, clipping, losses) is not
+    in it."""
+    import torch as th
+    from torch.nn import functional
+
+    from is_sb3.discrete_sac.policies import EndersCNN
+
+    gen = th.Generator().manual_seed(0)
+    x = th.rand(batch, 3, 5, 5, generator=gen).to(device=device, dtype=dtype).contiguous(memory_format=th.channels_last)
+    layers: list[tuple[str, Any, th.Tensor]] = []
+    with th.no_grad():
+        h = x
+        for conv in [m for m in EndersCNN(_grid_space()).net if isinstance(m, th.nn.Conv2d)]:
+            w = conv.weight.to(device=device, dtype=dtype).contiguous(memory_format=th.channels_last)
+            pad = conv.kernel_size[0] // 2 if conv.kernel_size[0] == 3 else 0
+            h_in = h if pad else functional.pad(h, (0, 1, 0, 1))
+            layers.append(("conv", (w, pad), h_in))
+            h = th.relu(functional.conv2d(h_in, w, padding=pad))
+        flat = h.reshape(batch, -1)
+        for n_in, n_out in ((1600, 256), (256, 256), (256, 5)):
+            w = th.randn(n_out, n_in, generator=gen).to(device=device, dtype=dtype) / n_in**0.5
+            layers.append(("linear", w, flat))
+            flat = th.relu(flat @ w.T)
+
+    def best(fn: Any) -> float:
+        fn()
+        times = []
+        for _ in range(repeats):
+            t0 = time.process_time()
+            fn()
+            if device.startswith("cuda"):
+                th.cuda.synchronize()
+            times.append(time.process_time() - t0)
+        return 1000 * min(times)
+
+    forward = backward = 0.0
+    for i, (kind, w, inp) in enumerate(layers):
+        if kind == "conv":
+            weight, pad = w
+            out = functional.conv2d(inp, weight, padding=pad)
+            grad = th.ones_like(out)
+            forward += best(lambda inp=inp, weight=weight, pad=pad: functional.conv2d(inp, weight, padding=pad))
+            mask = [i > 0, True, False]  # input gradient (not for the first layer), weight gradient
+
+            def conv_backward(inp: Any = inp, weight: Any = weight, pad: int = pad, grad: Any = grad,
+                              mask: list[bool] = mask) -> Any:  # fmt: skip
+                return th.ops.aten.convolution_backward(
+                    grad, inp, weight, None, [1, 1], [pad, pad], [1, 1], False, [0, 0], 1, mask
+                )
+
+            backward += best(conv_backward)
+        else:
+            grad = th.ones(inp.shape[0], w.shape[0], device=device, dtype=dtype)
+            forward += best(lambda inp=inp, w=w: inp @ w.T)
+            backward += best(lambda inp=inp, w=w, grad=grad: (grad @ w, grad.T @ inp))
+    return {"forward": forward, "backward": backward, "update": 6 * forward + 3 * backward}
+
+
+def _grid_space() -> Any:
+    from gymnasium import spaces
+
+    return spaces.Box(0.0, 1.0, shape=(3, 5, 5))
+
+
+def speed(device: str, quick: bool) -> dict[str, Any]:
+    """DiscreteRiskSAC's update in float32 and bf16 in one process (interleaved, CPU ms per update, best of
+    several blocks), the matrix-product floor of the update in each dtype, the env side (steps with the actor's
+    forward, validation), the estimated 500k-step run, and RiskSAC against SB3's SAC in env steps/s."""
     import torch as th
     from stable_baselines3 import SAC
 
+    from is_envs.grid import evaluate
     from is_sb3 import DiscreteRiskSAC, RiskSAC
+    from is_sb3.numerics import flush_denormals, has_bf16_matrix_units, resolve_precision
 
     th.set_num_threads(1)
-    steps = 600 if quick else 3000
+    keep_freed_memory()
+    out: dict[str, Any] = {
+        "machine": _machine(),
+        "bf16_matrix_units": has_bf16_matrix_units(device),
+        "auto_precision": str(resolve_precision("auto", device)).replace("torch.", ""),
+    }
+    models = {}
+    for precision in ("float32", "bf16"):
+        model = DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", learning_starts=2000, device=device, seed=0,
+                                precision=precision)  # fmt: skip
+        model.learn(2001)  # fills the buffer, then one update
+        models[precision] = model
+    blocks = {"float32": 3 if quick else 5, "bf16": 3 if quick else 5}
+    per_block = {"float32": 3 if quick else 10, "bf16": 1 if quick or not out["bf16_matrix_units"] else 10}
+    ms: dict[str, list[float]] = {"float32": [], "bf16": []}
+    with flush_denormals():
+        for _ in range(max(blocks.values())):
+            for precision, model in models.items():
+                n = per_block[precision]
+                t0 = time.process_time()
+                model.train(gradient_steps=n, batch_size=512)
+                if device.startswith("cuda"):
+                    th.cuda.synchronize()
+                ms[precision].append(1000 * (time.process_time() - t0) / n)
+    for precision in ms:
+        out[f"update_ms_{precision}"] = min(ms[precision])
+    out["bf16_speedup"] = out["update_ms_float32"] / out["update_ms_bf16"]
+    for name, dtype in (("float32", th.float32), ("bf16", th.bfloat16)):
+        floor = _update_floor_ms(512, dtype, device, repeats=3 if quick else 5)
+        out[f"floor_ms_{name}"] = floor["update"]
+        out[f"update_over_floor_{name}"] = out[f"update_ms_{name}"] / floor["update"]
+    # the env side: env steps with the actor's forward (batch 1), and one validation (100 episodes, batched)
+    model = models["float32"]
+    steps = 500 if quick else 2000
+    t0 = time.process_time()
+    model.learn(steps, reset_num_timesteps=False)  # past learning_starts: one update per 20 steps included
+    learn_ms = 1000 * (time.process_time() - t0)
+    out["env_step_ms_with_updates"] = learn_ms / steps
+    out["env_step_ms"] = (learn_ms - steps / 20 * out["update_ms_float32"]) / steps
+    t0 = time.process_time()
+    evaluate(model, _source(SHIFTED), "validation")
+    out["validation_s"] = time.process_time() - t0
+    auto = "bf16" if out["auto_precision"] == "bfloat16" else "float32"
+    updates = (500_000 - 20_000) / 20
+    validations = 2 * 500_000 / 5000  # gradient2 and gradient1, every 5k steps
+    out["run_500k_minutes_estimate"] = (
+        updates * out[f"update_ms_{auto}"] / 1000
+        + 500_000 * out["env_step_ms"] / 1000
+        + validations * out["validation_s"]
+    ) / 60
+    out["run_500k_precision"] = auto
+    sac_steps = 600 if quick else 3000
     kw = {"learning_starts": 100, "batch_size": 256, "seed": 0, "device": device}
 
     def sac_rate(cls: Any, **extra: Any) -> float:
-        model = cls("MlpPolicy", "is_envs/QuadraticPenalty-v0", **kw, **extra)
+        sac = cls("MlpPolicy", "is_envs/QuadraticPenalty-v0", **kw, **extra)
         t0 = time.perf_counter()
-        model.learn(steps)
-        return steps / (time.perf_counter() - t0)
+        sac.learn(sac_steps)
+        return sac_steps / (time.perf_counter() - t0)
 
     stock, risky = [], []
     for _ in range(3):  # interleaved, best of three
         stock.append(sac_rate(SAC))
         risky.append(sac_rate(RiskSAC, risk_aversion=2.0, critic_loss="is"))
-    model = DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", learning_starts=2000, device=device, seed=0)
-    model.learn(2001)  # fills the buffer, then one update
-    n = 20 if quick else 100
-
-    def updates_per_s() -> float:
-        t0 = time.perf_counter()
-        model.train(gradient_steps=n, batch_size=512)
-        if device.startswith("cuda"):
-            th.cuda.synchronize()
-        return n / (time.perf_counter() - t0)
-
-    default_malloc = updates_per_s()
-    keep_freed_memory()  # as the training runs of this script do
-    updates = updates_per_s()
-    out = {"sac_env_steps_per_s": max(stock), "risk_sac_env_steps_per_s": max(risky)}
+    out["sac_env_steps_per_s"], out["risk_sac_env_steps_per_s"] = max(stock), max(risky)
     out["risk_sac_over_sac"] = out["risk_sac_env_steps_per_s"] / out["sac_env_steps_per_s"]
-    out["discrete_risk_sac_updates_per_s_batch512_default_malloc"] = default_malloc
-    out["discrete_risk_sac_updates_per_s_batch512"] = updates
-    out["discrete_500k_update_minutes"] = 500_000 / 20 / updates / 60  # updates only, one per 20 env steps
     return out
+
+
+def _machine() -> str:
+    """The CPU model and its bf16-relevant flags (Linux), and torch's version."""
+    import platform
+
+    import torch as th
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    shown = sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
+    return f"{model} ({', '.join(shown) or 'no AVX2'}), torch {th.__version__}"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
