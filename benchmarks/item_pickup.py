@@ -416,16 +416,33 @@ def report(runs: list[dict[str, Any]], tag: str) -> dict[str, Any]:
             at = "/".join(str(g["best_step"]) for g in group)
             rows.append(("shift_best", f"{label}, best checkpoint ({at})", f"{label} γ={gamma} best"))
         for key, row_label, table_key in rows:
-            means = {n: float(np.mean([g[key][n]["mean_return"] for g in group])) for n in names}
-            rel = float(np.mean([g[key][n]["relative_to_greedy"] for g in group for n in names]))
-            table[table_key] = {"mean_return": means, "relative_to_greedy": rel, "seeds": len(group)}
-            cells = " | ".join(f"{means[n]:.1f}" for n in names)
-            lines.append(f"| {row_label} | {gamma} | {steps} | {batch} | {len(group)} | {cells} | {rel:.2f} |")
+            returns = {n: [g[key][n]["mean_return"] for g in group] for n in names}
+            rel_seed = [float(np.mean([g[key][n]["relative_to_greedy"] for n in names])) for g in group]
+            table[table_key] = {
+                "mean_return": {n: float(np.mean(v)) for n, v in returns.items()},
+                "std_return": {n: float(np.std(v)) for n, v in returns.items()},
+                "relative_to_greedy": float(np.mean(rel_seed)),
+                "relative_to_greedy_std": float(np.std(rel_seed)),
+                "relative_to_greedy_per_seed": rel_seed,
+                "seeds": len(group),
+            }
+            cells = " | ".join(_mean_std(returns[n], "{:.1f}") for n in names)
+            rel = _mean_std(rel_seed, "{:.2f}")
+            lines.append(f"| {row_label} | {gamma} | {steps} | {batch} | {len(group)} | {cells} | {rel} |")
+    if any(len(g) > 1 for g in groups.values()):
+        lines += ["", "Cells: mean ± std over seeds (std of the seeds' values, ddof 0)."]
     lines += _critic_health(groups)
     text = "\n".join(lines)
     payload = {"table": table, "runs": runs}
     write_results(result_stem("item_pickup", tag), text, payload, lambda path: _plot(groups, path))
     return payload
+
+
+def _mean_std(values: list[float], fmt: str) -> str:
+    """``mean ± std`` over seeds, or the value alone for one seed (no spread was measured)."""
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return f"{fmt.format(np.mean(values))} ± {fmt.format(np.std(values))}"
 
 
 def _critic_health(groups: dict[tuple[str, float, float], list[dict[str, Any]]]) -> list[str]:
@@ -471,38 +488,62 @@ def _critic_health(groups: dict[tuple[str, float, float], list[dict[str, Any]]])
 
 
 def _plot(groups: dict[tuple[str, float, float], list[dict[str, Any]]], path: str) -> None:
+    """Fig. 4: validation return during training, mean ± 1 std over seeds, on the shifted distribution (gradient2)
+    and on the training one (gradient1, Enders' model selection), one column per γ, greedy drawn on each; below,
+    when the runs were traced, the critics' gradient norm and mean Q per window (one line per seed)."""
     from is_envs.grid import GreedyPolicy, evaluate
     from is_sb3.plotting import pyplot, save_figure
 
     plt = pyplot()
-    greedy = float(evaluate(GreedyPolicy(), _source(SHIFTED), "validation").mean())
+    greedy = {name: float(evaluate(GreedyPolicy(), _source(name), "validation").mean()) for name in (SHIFTED, TRAINING)}
     gammas = sorted({k[2] for k in groups})
+    curves = [("validation", SHIFTED, "shifted"), ("validation_training", TRAINING, "training distribution")]
     traced = any(run.get("trace") for group in groups.values() for run in group)
     panels = [("critic_grad_norm", "critic gradient norm before clipping", True), ("q_mean", "mean Q(s, a)", False)]
-    nrows = 1 + len(panels) * traced
-    fig, axes = plt.subplots(nrows, len(gammas), figsize=(6 * len(gammas), 3.6 * nrows), squeeze=False)
+    rows = len(curves) + len(panels) * traced
+    fig, axes = plt.subplots(rows, len(gammas), figsize=(6.5 * len(gammas), 3.8 * rows), squeeze=False)
+    colours = {key: f"C{i}" for i, key in enumerate(groups)}
     for col, gamma in enumerate(gammas):
-        ax = axes[0, col]
-        for i, ((loss, alpha, g), group) in enumerate(groups.items()):
+        last_step = 0
+        for key, group in groups.items():
+            label, _, g = key
             if g != gamma:
                 continue
-            steps = [s for s, _ in group[0]["validation"]]
-            vals = np.mean([[v for _, v in run["validation"]] for run in group], axis=0)
-            ax.plot(steps, vals, color=f"C{i}", label=f"{loss} α={alpha}")
-            kappa_off = group[0].get("kappa_off", ENT_COEF_ZERO_AT * group[0].get("schedule_steps", group[0]["steps"]))
-            for row, (key, _, _) in enumerate(panels[: nrows - 1], start=1):  # each traced run, window means
+            for row, (field, _, _) in enumerate(curves):
+                histories = [run.get(field) or [] for run in group]
+                n = min(len(h) for h in histories)
+                if n == 0:
+                    continue
+                steps = np.array([s for s, _ in histories[0][:n]])
+                values = np.array([[v for _, v in h[:n]] for h in histories])
+                mean, std = values.mean(axis=0), values.std(axis=0)
+                ax = axes[row, col]
+                ax.plot(steps, mean, color=colours[key], label=f"{label} ({len(group)} seed{'s' * (len(group) > 1)})")
+                if len(group) > 1:
+                    ax.fill_between(steps, mean - std, mean + std, color=colours[key], alpha=0.2, lw=0)
+                last_step = max(last_step, int(steps[-1]))
+            for row, (field, _, _) in enumerate(panels[: rows - len(curves)], start=len(curves)):
                 for run in group:
-                    xy = [(s, w[key]["mean"]) for s, w in run.get("trace", []) if key in w]
+                    xy = [(s, w[field]["mean"]) for s, w in run.get("trace", []) if field in w]
                     if xy:
-                        axes[row, col].plot(*zip(*xy, strict=True), color=f"C{i}", label=f"{loss} seed {run['seed']}")
-        ax.axhline(greedy, color="k", ls="--", lw=1, label="greedy")
-        ax.set(title=f"validation on {SHIFTED} (γ = {gamma})", xlabel="env steps", ylabel="mean return")
-        for row, (_, title, log) in enumerate(panels[: nrows - 1], start=1):
-            axes[row, col].set(title=f"{title} (window mean)", xlabel="env steps", yscale="log" if log else "linear")
-        for row in range(nrows):
-            axes[row, col].axvline(kappa_off, color="grey", ls=":", lw=1, label="κ → 0")
+                        axes[row, col].plot(*zip(*xy, strict=True), color=colours[key], lw=0.8,
+                                            label=f"{label} seed {run['seed']}")  # fmt: skip
+        kappa_off = {group[0].get("kappa_off") for key, group in groups.items() if key[2] == gamma}
+        for row, (_, name, what) in enumerate(curves):
+            ax = axes[row, col]
+            ax.axhline(greedy[name], color="k", ls="--", lw=1, label=f"greedy ({greedy[name]:.0f})")
+            ax.set(title=f"validation on {name} ({what}), γ = {gamma}", xlabel="env steps",
+                   ylabel="mean return per episode (100 episodes)")  # fmt: skip
+        for row, (_, title, log) in enumerate(panels[: rows - len(curves)], start=len(curves)):
+            axes[row, col].set(title=f"{title} (window mean)", xlabel="env steps",
+                               yscale="log" if log else "linear")  # fmt: skip
+        for row in range(rows):
+            for off in kappa_off:
+                if off is not None and off <= last_step:
+                    axes[row, col].axvline(off, color="grey", ls=":", lw=1, label="κ → 0")
             axes[row, col].grid(alpha=0.3)
             axes[row, col].legend(fontsize="small")
+    fig.suptitle("DiscreteRiskSAC, item pick-up: mean ± 1 std over seeds", fontsize="medium")
     save_figure(fig, path, dpi=110)
 
 

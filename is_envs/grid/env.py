@@ -54,7 +54,9 @@ class ItemPickupEnv(gym.Env[np.ndarray, np.int64]):
       restarts the order; ``reset(options={"episode": k})`` replays the k-th episode of the split.
     """
 
-    metadata: dict[str, Any] = {"render_modes": ["ansi"]}  # noqa: RUF012
+    metadata: dict[str, Any] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}  # noqa: RUF012
+    #: pixels per grid cell of ``render_mode="rgb_array"``
+    CELL_PIXELS = 16
 
     def __init__(
         self,
@@ -107,8 +109,13 @@ class ItemPickupEnv(gym.Env[np.ndarray, np.int64]):
         terminated = self._state.t == EPISODE_LENGTH
         return core.observe(self._state)[0], float(ev.reward[0]), terminated, False, info
 
-    def render(self) -> str | None:
-        """Text picture: D depot, A/a agent (empty/loaded), digits the remaining life of items."""
+    def render(self) -> str | np.ndarray | None:
+        """``"ansi"``: a text picture (D depot, A/a agent empty/loaded, digits the remaining life of items);
+        ``"rgb_array"``: an image (80, 80, 3) uint8, 16 pixels per cell: white floor, grey depot, items in green
+        that fades with their age, the agent in blue when empty and orange when loaded (SB3's ``make_vec_env``
+        and video recorders ask for this mode)."""
+        if self.render_mode == "rgb_array":
+            return self._rgb()
         if self.render_mode != "ansi":
             return None
         s = self._state
@@ -126,3 +133,15 @@ class ItemPickupEnv(gym.Env[np.ndarray, np.int64]):
                     cells.append(".")
             rows.append(" ".join(cells))
         return f"t={s.t}\n" + "\n".join(rows)
+
+    def _rgb(self) -> np.ndarray:
+        s, k = self._state, self.CELL_PIXELS
+        cells = np.full((GRID_SIZE, GRID_SIZE, 3), 255, dtype=np.uint8)
+        cells[core.DEPOT] = (150, 150, 150)
+        waiting = s.age[0] >= 0
+        life = (core.ITEM_LIFETIME - s.age[0]) / core.ITEM_LIFETIME  # 1 when new, 0.1 just before expiry
+        green = np.stack([255 * (1 - life), np.full_like(life, 160.0), 255 * (1 - life)], axis=-1)
+        cells[waiting] = green[waiting].astype(np.uint8)
+        r, c = (int(v) for v in s.pos[0])
+        cells[r, c] = (31, 119, 180) if s.load[0] == 0 else (255, 127, 14)
+        return np.repeat(np.repeat(cells, k, axis=0), k, axis=1)

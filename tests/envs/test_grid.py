@@ -341,3 +341,25 @@ def test_invalid_arguments() -> None:
         env.step(7)
     with pytest.raises(ValueError, match="observation"):
         GreedyPolicy().predict(np.zeros((2, 5, 5)))
+
+
+def test_make_vec_env_works_on_every_registered_env_and_the_grid_draws_rgb() -> None:
+    """SB3's ``make_vec_env`` makes its envs with ``render_mode="rgb_array"``; every is_envs id accepts it, and the
+    grid draws a real picture: the agent's cell in its colour (blue empty), the depot grey, the floor white."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    ids = [env_id for env_id in gym.registry if env_id.startswith("is_envs/")]
+    assert "is_envs/ItemPickup-v0" in ids and len(ids) >= 4
+    for env_id in ids:
+        vec = make_vec_env(env_id, n_envs=2, seed=0)
+        vec.reset()
+        vec.step(np.array([vec.action_space.sample() for _ in range(2)]))
+        vec.close()
+    env = gym.make("is_envs/ItemPickup-v0", render_mode="rgb_array")
+    env.reset(seed=0)
+    env.step(2)  # right: the agent leaves the depot for (2, 1)
+    img = env.render()
+    k = env.unwrapped.CELL_PIXELS
+    assert img.shape == (5 * k, 5 * k, 3) and img.dtype == np.uint8
+    assert tuple(img[2 * k + k // 2, 1 * k + k // 2]) == (31, 119, 180)  # the agent, empty
+    assert tuple(img[2 * k + k // 2, k // 2]) == (150, 150, 150)  # the depot

@@ -27,8 +27,11 @@ from is_sb3.schedules import WarmupConstantCosine
 CASES = [
     (RiskSAC, "is_envs/QuadraticPenalty-v0", {"policy_kwargs": {"net_arch": [16, 16]}}),
     (DiscreteRiskSAC, "is_envs/ItemPickup-v0", {"policy_kwargs": {"net_arch": [16]}, "train_freq": 4}),
-    (DiscreteRiskSAC, "is_envs/ItemPickup-v0", {"policy_kwargs": {"net_arch": [16]}, "train_freq": 4,
-                                                "precision": "bf16"}),  # fmt: skip
+    (
+        DiscreteRiskSAC,
+        "is_envs/ItemPickup-v0",
+        {"policy_kwargs": {"net_arch": [16]}, "train_freq": 4, "precision": "bf16"},
+    ),
 ]
 
 

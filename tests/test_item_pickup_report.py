@@ -1,0 +1,37 @@
+"""The Fig. 4 report of benchmarks/item_pickup.py: agents labelled by target and loss, mean ± std over seeds."""
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from benchmarks import common, item_pickup
+from is_envs.grid import DISTRIBUTIONS
+
+
+def _run(agent: str, seed: int, level: float) -> dict[str, Any]:
+    loss, target, alpha = item_pickup.AGENTS[agent]
+    shift = {n: {"mean_return": level + i, "relative_to_greedy": (level + i) / 200, "greedy_mean_return": 200.0}
+             for i, n in enumerate(DISTRIBUTIONS)}  # fmt: skip
+    history = [(5000 * k, level * k / 4) for k in range(1, 5)]
+    return {"agent": agent, "loss": loss, "target": target, "alpha": alpha, "gamma": 0.99, "seed": seed,
+            "steps": 20_000, "schedule_steps": 20_000, "kappa_off": 800_000, "batch_size": 512, "shift": shift,
+            "validation": history, "validation_training": history, "trace": []}  # fmt: skip
+
+
+def test_report_gives_mean_and_std_over_seeds_per_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(common, "_out_dir", tmp_path)
+    runs = [_run("sac", 0, 100.0), _run("sac", 1, 140.0), _run("is", 0, 50.0)]
+    payload = item_pickup.report(runs, "t")
+    sac, is_ = payload["table"]["SAC (Enders, α=0) γ=0.99"], payload["table"]["is α=0.1 γ=0.99"]
+    assert sac["seeds"] == 2 and is_["seeds"] == 1
+    assert sac["mean_return"]["gradient1"] == 120.0 and sac["std_return"]["gradient1"] == 20.0
+    per_seed = [np.mean([(100 + i) / 200 for i in range(12)]), np.mean([(140 + i) / 200 for i in range(12)])]
+    assert sac["relative_to_greedy_per_seed"] == pytest.approx(per_seed)
+    assert sac["relative_to_greedy_std"] == pytest.approx(np.std(per_seed))
+    text = (tmp_path / "item_pickup_t.md").read_text()
+    assert "| SAC (Enders, α=0) | 0.99 | 20000 | 512 | 2 | 120.0 ± 20.0 |" in text
+    assert "| is α=0.1 | 0.99 | 20000 | 512 | 1 | 50.0 | 51.0 |" in text  # one seed: no ± column value
+    assert (tmp_path / "item_pickup_t.png").stat().st_size > 10_000
+    assert item_pickup.agent_label({"loss": "mse", "alpha": 0.0}) == "SAC (mse, α=0)"  # the runs before Enders'
