@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,7 @@ __all__ = [
     "settles_within",
     "train_risk_ac",
     "write_json",
+    "write_json_file",
     "write_results",
 ]
 
@@ -125,10 +127,16 @@ def result_stem(name: str, tag: str = "") -> str:
 
 def write_json(name: str, payload: dict[str, Any]) -> Path:
     """Write ``payload`` as ``name`` in the results folder; returns the path."""
-    folder = out_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    path.write_text(json.dumps(payload, indent=2))
+    return write_json_file(out_dir() / name, payload)
+
+
+def write_json_file(path: Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` as JSON to ``path`` (folders made), through a temporary file renamed into place, so a
+    crash or a full disk leaves any previous file whole; returns the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(payload, indent=2))
+    partial.replace(path)
     return path
 
 

@@ -35,6 +35,7 @@ from benchmarks.common import (
     result_stem,
     run_parallel,
     write_json,
+    write_json_file,
     write_results,
 )
 
@@ -98,7 +99,7 @@ def train_grid(
     loss, target, alpha = AGENTS[agent]
     scale = 0.1 if quick else 1.0  # quick: shorter warm-up
     run_steps = min(stop_at or steps, steps)
-    kappa_off = kappa_zero_at_step if kappa_zero_at_step is not None else None
+    kappa_off = kappa_zero_at_step
     env = (
         gym.make("is_envs/ItemPickup-v0")
         if fresh_episodes
@@ -137,11 +138,7 @@ def train_grid(
             best = DiscreteRiskSAC.load(best_path, device=device)
             out["shift_best"] = shift_table(best, episodes_dir, n_episodes=20 if quick else 100)
     if save_to is not None:
-        dest = Path(save_to)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        partial = dest.with_name(f".{dest.name}.tmp")
-        partial.write_text(json.dumps({"batch_size": batch_size, "runs": [out]}, indent=1))
-        partial.replace(dest)
+        write_json_file(Path(save_to), {"batch_size": batch_size, "runs": [out]})
     return out
 
 

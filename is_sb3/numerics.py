@@ -82,7 +82,7 @@ def _openmp_runtime() -> ctypes.CDLL | None:
         _runtime = None
         try:
             with open("/proc/self/maps") as maps:  # Linux; elsewhere the fallback below warns
-                paths = sorted({line.split()[-1] for line in maps if line.rstrip().endswith((".so.1", ".so", ".so.5"))})
+                paths = sorted({line.split()[-1] for line in maps if "/lib" in line})
         except OSError:
             paths = []
         for path in paths:

@@ -71,6 +71,7 @@ class UpdateTerms(NamedTuple):
 
     target: th.Tensor  #: y, shape (batch,), no gradient
     q: th.Tensor  #: Q_i(s, ·) of every critic, shape (n_critics, batch, n_actions), float32
+    q_taken: th.Tensor  #: Q_i(s, a) of the batch's actions, shape (n_critics, batch)
     critic_loss: th.Tensor  #: Σ_i mean ℓ(Q_i(s, a), y), a scalar
     actor_loss: th.Tensor  #: E_s Σ_a π(a|s)(κ log π(a|s) − min_i Q_i(s, a)), a scalar
     log_pi: th.Tensor  #: log π(·|s), shape (batch, n_actions)
@@ -311,10 +312,6 @@ class DiscreteRiskSAC(ResumableOffPolicy):
         optimizer.step()
         return th.linalg.vector_norm(norms)
 
-    def _autocast(self) -> th.autocast:
-        """The networks' forward passes in bf16 where ``precision`` chooses it (else a disabled autocast)."""
-        return th.autocast(self.device.type, dtype=th.bfloat16, enabled=self.compute_dtype == th.bfloat16)
-
     def update_terms(self, data: ReplayBufferSamples, ent_coef: float, reward_scale: float) -> UpdateTerms:
         """The quantities of one update on the batch ``data``, from the current networks: the critic target y
         (no gradient), the critics' Q(s, ·), the critic loss Σ_i mean ℓ(Q_i(s, a), y) and the actor loss
@@ -328,8 +325,9 @@ class DiscreteRiskSAC(ResumableOffPolicy):
         """
         rewards, dones = data.rewards.view(-1) * reward_scale, data.dones.view(-1)
         actions = data.actions.long().view(-1, 1)
+        bf16 = self.compute_dtype == th.bfloat16
         with th.no_grad():
-            with self._autocast():
+            with th.autocast(self.device.type, dtype=th.bfloat16, enabled=bf16):
                 next_logits = self.policy.logits(data.next_observations)
                 next_q = self.policy.q_values(data.next_observations, target=True)
             next_logits, next_q = next_logits.float(), next_q.float().min(dim=0).values
@@ -338,11 +336,12 @@ class DiscreteRiskSAC(ResumableOffPolicy):
                 rewards, dones, next_logits, next_q, self.gamma, ent_coef, self.risk_aversion, self.target,
                 next_actions,
             )  # fmt: skip
-        with self._autocast():
+        with th.autocast(self.device.type, dtype=th.bfloat16, enabled=bf16):
             q_all_critics = self.policy.q_values(data.observations)
             logits = self.policy.logits(data.observations)
         q_all_critics = q_all_critics.float()  # (n_critics, batch, n_actions)
-        q = [qi.gather(1, actions).squeeze(1) for qi in q_all_critics]  # Q_i(s, a), each (batch,)
+        q_taken = q_all_critics.gather(2, actions.expand(len(q_all_critics), -1, -1)).squeeze(2)  # Q_i(s, a)
+        q = list(q_taken)
         if self.critic_loss == "huber":
             c_loss = sum(functional.huber_loss(qi, y, delta=self.huber_delta) for qi in q)
         else:
@@ -352,7 +351,7 @@ class DiscreteRiskSAC(ResumableOffPolicy):
         log_pi = th.log_softmax(logits.float(), dim=-1)
         q_all = q_all_critics.detach().min(dim=0).values
         a_loss = (log_pi.exp() * (ent_coef * log_pi - q_all)).sum(-1).mean()
-        return UpdateTerms(y, q_all_critics, c_loss, a_loss, log_pi)
+        return UpdateTerms(y, q_all_critics, q_taken, c_loss, a_loss, log_pi)
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         self.policy.set_training_mode(True)
@@ -376,7 +375,7 @@ class DiscreteRiskSAC(ResumableOffPolicy):
             c_losses.append(terms.critic_loss.detach())
             a_losses.append(terms.actor_loss.detach())
             entropies.append(-(log_pi.exp() * log_pi).sum(-1).mean())
-            q_taken.append(terms.q[0].detach().gather(1, data.actions.long().view(-1, 1)).squeeze(1))
+            q_taken.append(terms.q_taken[0].detach())
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         q_seen = th.cat(q_taken)  # Q_1(s, a) on this call's batches, in scaled-reward units
