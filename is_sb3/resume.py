@@ -140,8 +140,8 @@ class ResumableOffPolicy(OffPolicyAlgorithm):
         unpickles them as SB3 does: only for files you trust. ``force_reset=False`` with ``env`` in the state
         it had at saving continues the episode in progress (exact resume); other arguments as in SB3.
         """
-        env, custom_objects = load_arguments(path, cls, env, custom_objects, allow_pickle)
-        model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        source, env, custom_objects = load_arguments(path, cls, env, custom_objects, allow_pickle)
+        model = super().load(source, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         model._restore_resume_state(model.resume_state, restore_obs=env is not None and not force_reset)
         return model
 

@@ -16,12 +16,13 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import re
 import zipfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["UnsafeModelFileError", "load_arguments", "safe_custom_objects"]
+__all__ = ["UnsafeModelFileError", "load_arguments", "read_model_file", "safe_custom_objects"]
 
 #: SB3's bookkeeping of the last rollout, which ``learn`` recreates when it is None
 _REBUILT_BY_LEARN = {"_last_obs", "_last_episode_starts", "_last_original_obs", "ep_info_buffer", "ep_success_buffer"}
@@ -47,17 +48,39 @@ def _numbers(entry: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def _read_data(path: str | Path | io.BufferedIOBase) -> dict[str, Any]:
-    if isinstance(path, (str, Path)):
-        path = Path(path)
-        if not path.exists() and path.with_suffix(".zip").exists():
-            path = path.with_suffix(".zip")
-        with zipfile.ZipFile(path) as archive:
-            data: dict[str, Any] = json.loads(archive.read("data").decode())
-        return data
+def read_model_file(path: str | os.PathLike[str] | io.BufferedIOBase) -> io.BytesIO:
+    """The bytes of the model file that SB3's ``load`` opens for ``path``, read once.
+
+    SB3's rule (``stable_baselines3.common.save_util.open_path``): the path itself if it names a file, else
+    ``f"{path}.zip"``: ``load("d/ckpt.best")`` opens ``d/ckpt.best`` or ``d/ckpt.best.zip``, never ``d/ckpt.zip``.
+    The safety check and SB3's loader are both handed these bytes, so they read the same file whatever its name,
+    even if the file is replaced in between. An open binary file is read from its current position.
+
+    :param path: a path, with or without ``.zip``, or an open binary file.
+    :raises FileNotFoundError: if neither ``path`` nor ``path.zip`` exists.
+    """
+    if isinstance(path, io.BufferedIOBase):
+        return io.BytesIO(path.read())
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str, a path or an open binary file, got {type(path).__name__}")
+    first = Path(path)
+    try:
+        return io.BytesIO(first.read_bytes())
+    except FileNotFoundError:
+        pass
+    second = Path(f"{first}.zip")
+    try:
+        return io.BytesIO(second.read_bytes())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no model file {str(first)!r} (nor {str(second)!r})") from None
+
+
+def _read_data(path: str | os.PathLike[str] | io.BufferedIOBase) -> dict[str, Any]:
+    if not isinstance(path, io.BytesIO):
+        path = read_model_file(path)
     position = path.tell()
     with zipfile.ZipFile(path) as archive:
-        data = json.loads(archive.read("data").decode())
+        data: dict[str, Any] = json.loads(archive.read("data").decode())
     path.seek(position)
     return data
 
@@ -181,13 +204,15 @@ def safe_custom_objects(path: str | Path | io.BufferedIOBase, algorithm: Any = N
 
 def load_arguments(
     path: Any, algorithm: Any, env: Any, custom_objects: dict[str, Any] | None, allow_pickle: bool
-) -> tuple[Any, dict[str, Any] | None]:
-    """``env`` and ``custom_objects`` for SB3's ``load`` of an is-rl file: an env id made into an env (as the
-    constructors accept), and every pickled entry rebuilt from readable fields unless ``allow_pickle``."""
+) -> tuple[io.BytesIO, Any, dict[str, Any] | None]:
+    """What SB3's ``load`` of an is-rl file is given: the file's bytes (:func:`read_model_file`: read once, checked
+    and loaded alike), an env id made into an env (as the constructors accept), and ``custom_objects`` with every
+    pickled entry rebuilt from readable fields unless ``allow_pickle``."""
+    source = read_model_file(path)
     if not allow_pickle:
-        custom_objects = {**safe_custom_objects(path, algorithm), **(custom_objects or {})}
+        custom_objects = {**safe_custom_objects(source, algorithm), **(custom_objects or {})}
     if isinstance(env, str):
         from is_sb3.common import make_env
 
         env = make_env(env)
-    return env, custom_objects
+    return source, env, custom_objects

@@ -251,8 +251,8 @@ class RiskAC(BaseAlgorithm):
         other pickle is refused (``UnsafeModelFileError``); ``allow_pickle=True`` unpickles them as SB3
         does: only for files you trust. Other arguments as in SB3.
         """
-        gym_env, custom_objects = load_arguments(path, None, env, custom_objects, allow_pickle)
-        model = super().load(path, gym_env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        source, gym_env, custom_objects = load_arguments(path, None, env, custom_objects, allow_pickle)
+        model = super().load(source, gym_env, device, custom_objects, print_system_info, force_reset, **kwargs)
         if model.env is None and model.task is not None:  # SB3's learn() resets an env once: the task's own
             model.set_env(TaskEnv(model.task))
         model.simulator.generator.set_state(model.simulator_state.detach().cpu())
