@@ -18,13 +18,32 @@ __all__ = ["INITIALIZATIONS", "CnnPolicy", "DiscreteSACPolicy", "EndersCNN", "Ml
 INITIALIZATIONS = ("keras", "torch")
 
 
+class _ChannelsLastGrad(th.autograd.Function):
+    """The identity, whose backward hands the gradient on in channels-last order (a copy where it is not).
+
+    A ReLU between two "same"-padded convolutions receives its gradient through the padding's backward, a strided
+    slice of the next convolution's input gradient; PyTorch's ReLU backward on a gradient and an output of
+    different memory layouts takes a slow elementwise path (4 ms instead of 0.3 ms at batch 512 here).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: th.Tensor) -> th.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: th.Tensor) -> th.Tensor:
+        return grad.contiguous(memory_format=th.channels_last)
+
+
 class EndersCNN(BaseFeaturesExtractor):
     """Conv 32 3×3 → Conv 64 2×2 → Conv 64 2×2 ("same" padding, ReLU) → flatten (Enders et al.).
 
     The convolutions keep their weights and take their inputs in channels-last memory order (NHWC), which
     oneDNN computes faster (forward pass at batch 512: 20 ms against 32 ms in NCHW, float32, one AVX2 core) and
     which bf16 autocast needs on AMX; the values are the same up to rounding, the flattened features in the usual
-    (C, H, W) order.
+    (C, H, W) order. The forward pass is ``self.net`` (a Sequential, whose layers hold the parameters) written out,
+    with each ReLU's input and gradient in one memory layout (:class:`_ChannelsLastGrad`; the last ReLU in NCHW, the
+    order Flatten's gradient arrives in): the same values as ``self.net(x)``, its backward ~4× faster in bf16.
 
     :param observation_space: a channel-first Box, e.g. (3, 5, 5).
     """
@@ -41,7 +60,11 @@ class EndersCNN(BaseFeaturesExtractor):
         self.net.to(memory_format=th.channels_last)  # type: ignore[call-overload]
 
     def forward(self, observations: th.Tensor) -> th.Tensor:
-        out: th.Tensor = self.net(observations.contiguous(memory_format=th.channels_last))
+        conv1, _, pad2, conv2, _, pad3, conv3, _, _ = self.net
+        x = observations.contiguous(memory_format=th.channels_last)
+        x = _ChannelsLastGrad.apply(th.relu(conv1(x)))
+        x = _ChannelsLastGrad.apply(th.relu(conv2(pad2(x))))
+        out: th.Tensor = th.relu(conv3(pad3(x)).contiguous()).flatten(1)
         return out
 
 

@@ -256,3 +256,30 @@ def test_bf16_training_is_deterministic_and_round_trips(tmp_path: Path) -> None:
     loaded = DiscreteRiskSAC.load(tmp_path / "m.zip", device="cpu")
     assert loaded.precision == "bf16" and loaded.compute_dtype == th.bfloat16
     assert all(th.equal(p, q) for p, q in zip(a.policy.parameters(), loaded.policy.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("dtype", [th.float32, th.bfloat16])
+def test_enders_cnn_forward_is_its_sequential_written_out(dtype: th.dtype) -> None:
+    """EndersCNN's forward (its layers applied one by one, each ReLU's gradient in one memory layout) gives the
+    values of its Sequential ``net`` exactly, and the same input and parameter gradients up to rounding."""
+    from gymnasium import spaces
+
+    from is_sb3.discrete_sac.policies import EndersCNN
+
+    th.manual_seed(0)
+    cnn = EndersCNN(spaces.Box(0.0, 1.0, (3, 5, 5), np.float32))
+    obs = th.rand(64, 3, 5, 5)
+    weights = th.randn(64, 1600)
+    grads = []
+    for forward in (cnn.net, cnn):
+        x = obs.clone().requires_grad_()
+        cnn.zero_grad()
+        with th.autocast("cpu", dtype=th.bfloat16, enabled=dtype == th.bfloat16):
+            out = forward(x)
+        assert out.shape == (64, 1600) and out.dtype == dtype
+        (out.float() * weights).sum().backward()
+        grads.append([out.detach().float(), x.grad] + [p.grad.clone() for p in cnn.parameters()])  # type: ignore[union-attr]
+    reference, written_out = grads
+    assert th.equal(reference[0], written_out[0])
+    for a, b in zip(reference[1:], written_out[1:], strict=True):
+        assert (a - b).abs().max() <= 1e-5 * a.abs().max()
