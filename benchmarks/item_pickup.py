@@ -81,11 +81,14 @@ def train_grid(
     eval_freq: int = 5000,
     fresh_episodes: bool = False,
     save_to: str | None = None,
+    precision: str = "auto",
 ) -> dict[str, Any]:
     """One agent's run of ``steps`` env steps, or its first ``stop_at`` steps; κ → 0 at the absolute env step
     ``kappa_zero_at_step`` (Enders: 800k; ``None``: never). Training episodes: the released gradient1 training
     split, or generated ones (``fresh_episodes``). ``save_to``: also write the run as soon as it ends to this JSON
-    file (``{"runs": [run]}``, readable by ``--from-json``), so a long invocation loses no finished run."""
+    file (``{"runs": [run]}``, readable by ``--from-json``), so a long invocation loses no finished run.
+    ``precision``: DiscreteRiskSAC's (auto: bf16 where the machine has bf16 matrix units); the run records the one
+    used and the code's commit."""
     import gymnasium as gym
     import torch
     from stable_baselines3.common.callbacks import CallbackList
@@ -108,7 +111,7 @@ def train_grid(
     model = DiscreteRiskSAC(
         "CnnPolicy", env, risk_aversion=alpha, critic_loss=loss, target=target, gamma=gamma, seed=seed,
         device=device, learning_starts=int(20_000 * scale), buffer_size=200_000, batch_size=batch_size,
-        ent_coef_zero_at=None, ent_coef_zero_at_step=kappa_zero_at_step,
+        ent_coef_zero_at=None, ent_coef_zero_at_step=kappa_zero_at_step, precision=precision,
     )  # fmt: skip
     n_val = None if not quick else 20
     name = f"{agent_label({'agent': agent, 'loss': loss, 'alpha': alpha})} γ={gamma} seed {seed}"
@@ -129,7 +132,9 @@ def train_grid(
         out = {"agent": agent, "loss": loss, "target": target, "alpha": alpha, "gamma": gamma, "seed": seed,
                "steps": run_steps, "schedule_steps": steps, "kappa_off": kappa_off, "eval_freq": eval_freq,
                "training_episodes": "generated" if fresh_episodes else "released gradient1 training split",
-               "init": model.policy.init, "batch_size": batch_size, "seconds": seconds, "cpu_seconds": cpu_seconds,
+               "init": model.policy.init, "batch_size": batch_size, "commit": _commit(),
+               "precision": str(model.compute_dtype).removeprefix("torch."), "seconds": seconds,
+               "cpu_seconds": cpu_seconds,
                "validation": val.history, "validation_training": select.history, "trace": trace.history,
                "shift": shift_table(model, episodes_dir, n_episodes=20 if quick else 100)}  # fmt: skip
         if best_path.is_file():
@@ -140,6 +145,17 @@ def train_grid(
     if save_to is not None:
         write_json_file(Path(save_to), {"batch_size": batch_size, "runs": [out]})
     return out
+
+
+def _commit() -> str | None:
+    """The git commit of the code that runs (None outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True)
+    except OSError:
+        return None
+    return out.stdout.strip() or None
 
 
 def _update_floor_ms(batch: int, dtype: Any, device: str, repeats: int) -> dict[str, float]:
@@ -338,6 +354,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--tag", default="", help="suffix of the result files (item_pickup_<tag>.*)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--precision", choices=("auto", "float32", "bf16"), default="auto",
+        help="DiscreteRiskSAC's precision (auto: bf16 where the machine has bf16 matrix units, else float32)",
+    )  # fmt: skip
     parser.add_argument("--speed", action="store_true")
     parser.add_argument(
         "--from-json", nargs="+", metavar="FILE", help="no training: re-report (and merge) the runs of these files"
@@ -363,8 +383,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         {"agent": agent, "gamma": g, "seed": s, "steps": steps, "device": args.device, "quick": args.quick,
          "batch_size": batch_size, "stop_at": args.stop_at, "kappa_zero_at_step": args.kappa_zero_at_step,
          "eval_freq": args.eval_freq if not args.quick else min(args.eval_freq, 1000),
-         "fresh_episodes": args.fresh_episodes,
-         "save_to": str(out_dir() / "item_pickup_runs" / f"{stem}_{agent}_g{g}_s{s}_{steps}.json")}
+         "fresh_episodes": args.fresh_episodes, "precision": args.precision,
+         "save_to": str(out_dir() / "item_pickup_runs" / f"{stem}_{agent}_g{g}_s{s}_{steps}_{args.precision}.json")}
         for g in gammas for agent in args.losses for s in range(args.first_seed, args.first_seed + seeds)
     ]  # fmt: skip
     return report(run_parallel(train_grid, jobs, args.workers), args.tag)
