@@ -1,8 +1,8 @@
 """``is-rl``: train, evaluate, benchmark and sweep from the terminal (RL-Zoo style).
 
     is-rl train --env is_envs/QuadraticPenalty-v0 --loss is --risk-aversion 2 --timesteps 20000
-    is-rl train --resume --out models/risk_ac_QuadraticPenalty-v0_is_a2.0_s0     # after Ctrl-C
-    is-rl evaluate models/risk_ac_QuadraticPenalty-v0_is_a2.0_s0/model.zip --plots plots/
+    is-rl train --resume --out models/risk_ac/QuadraticPenalty-v0_1     # after Ctrl-C
+    is-rl evaluate models/risk_ac/QuadraticPenalty-v0_1/model.zip --plots plots/
     is-rl evaluate greedy --env is_envs/ItemPickup-v0
     is-rl sweep --envs is_envs/QuadraticPenalty-v0 --losses is sp --seeds 0 1 --timesteps 2000 --workers 2
     is-rl bench simulator --quick
@@ -35,12 +35,14 @@ from is_sb3.experiments import (
     run_sweep,
     train_run,
 )
+from is_sb3.experiments.runs import RunInterrupted
 
 __all__ = ["BENCHMARKS", "build_parser", "main"]
 
 #: the benchmark scripts of a source checkout (benchmarks/<name>.py)
 BENCHMARKS = (
-    "simulator", "item_pickup_env", "analytic", "hedging", "item_pickup", "conditioning", "critic_tails", "cartpole",
+    "simulator", "item_pickup_env", "analytic", "hedging", "item_pickup", "item_pickup_precision", "conditioning",
+    "critic_tails", "cartpole",
 )  # fmt: skip
 
 
@@ -51,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--algo", default="risk_ac", help=f"algorithm ({', '.join(ALGOS)})")
+        p.add_argument("--algo", default=None, help=f"algorithm ({', '.join(ALGOS)}; default risk_ac)")
         p.add_argument("--config", default=None, help="YAML hyperparameter file (default: the shipped one)")
         p.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY=VALUE", help="override hyperparameters")
         p.add_argument("--device", default="auto", help="torch device: auto (CUDA if available), cpu, cuda, cuda:1")
@@ -67,8 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="training length (overrides n_timesteps); " + TIMESTEP,
     )
-    t.add_argument("--seed", type=int, default=0, help="seed of torch, numpy and the simulator/env")
-    t.add_argument("--out", default=None, help="run folder (default models/<name>)")
+    t.add_argument("--seed", type=int, default=None, help="seed of torch, numpy and the simulator/env (default 0)")
+    t.add_argument(
+        "--out", default=None, help="run folder (default: a new models/<algo>/<Env>_<N>, its TensorBoard run the same "
+        "name under --tensorboard-log); a folder holding a run is refused without --resume or --overwrite"
+    )  # fmt: skip
+    t.add_argument("--overwrite", action="store_true", help="replace the run in --out (files and TensorBoard run)")
     t.add_argument("--tensorboard-log", default="runs", help="TensorBoard folder (tensorboard --logdir runs)")
     t.add_argument(
         "--checkpoint-freq", type=positive_int, default=10_000, help="timesteps between checkpoints (checkpoint.zip)"
@@ -77,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue the run in --out from its checkpoint, with its own hyperparams.yml and total length "
-        "(--timesteps extends it); Ctrl-C stops at an iteration boundary and saves a checkpoint",
+        "(--timesteps extends it); Ctrl-C or SIGTERM stops at a step boundary and saves a checkpoint",
     )
     t.add_argument("--no-progress-bar", action="store_true", help="no progress bar")
 
@@ -121,7 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="run on the Ray cluster at this address (HEAD_IP:6379, 'auto', ray://...); needs is-rl[ray]",
     )
-    s.add_argument("--out", default="sweeps/latest", help="sweep folder (one run folder per job, sweep.json/md/png)")
+    s.add_argument(
+        "--out", default=None, help="sweep folder (default: a new sweeps/sweep_<N>; one run folder per job, "
+        "sweep.json/md/png)"
+    )  # fmt: skip
 
     sub.add_parser(
         "quickstart",
@@ -147,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = train_run(
                 args.algo, args.env, args.loss, args.risk_aversion, args.timesteps, args.seed, args.config,
                 args.hyperparams, args.out, args.tensorboard_log, args.device, args.resume, args.checkpoint_freq,
-                progress_bar=not args.no_progress_bar,
+                progress_bar=not args.no_progress_bar, overwrite=args.overwrite,
             )  # fmt: skip
             print(json.dumps(result, indent=2, default=str))
         elif args.command == "evaluate":
@@ -157,7 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(metrics, indent=2))
         elif args.command == "sweep":
             rows = run_sweep(
-                args.envs, args.losses, args.risk_aversions, args.seeds, args.algo, args.timesteps, args.config,
+                args.envs, args.losses, args.risk_aversions, args.seeds, args.algo or "risk_ac", args.timesteps,
+                args.config,
                 args.hyperparams, args.device, args.out, args.workers, args.ray_address,
             )  # fmt: skip
             print(json.dumps(rows, indent=2, default=str))
@@ -178,8 +188,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ExperimentError as err:
         print(f"is-rl: error: {err}", file=sys.stderr)
         return 2
+    except RunInterrupted as err:  # SIGINT or SIGTERM during training, after its checkpoint was written
+        print(f"is-rl: {err}", file=sys.stderr)
+        return 128 + err.signum
     except KeyboardInterrupt:
-        print("is-rl: interrupted (checkpoint saved)", file=sys.stderr)
+        print("is-rl: interrupted", file=sys.stderr)
         return 130
     return 0
 

@@ -22,11 +22,13 @@ def pyplot() -> Any:
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> None:
-    """Lay out, write (creating the folder) and close a figure."""
+    """Lay out, write (creating the folder; a unique temporary file renamed into place) and close a figure."""
+    from is_sb3.files import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
     pyplot().close(fig)
 
 

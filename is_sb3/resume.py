@@ -18,6 +18,7 @@ which SB3 calls between the env's step and storing its transition.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -27,6 +28,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.type_aliases import RolloutReturn, TrainFreq
 
+from is_sb3.files import atomic_path, sb3_path
 from is_sb3.numerics import flush_denormals as _flush_denormals
 from is_sb3.safe_load import load_arguments
 
@@ -114,12 +116,26 @@ class ResumableOffPolicy(OffPolicyAlgorithm):
         return state_dicts, [*variables, "resume_state"]
 
     def save(self, path: Any, exclude: Any = None, include: Any = None) -> None:
-        """SB3's ``save``, with the random generators' state and the last observation (see the module doc)."""
+        """SB3's ``save``, with the random generators' state and the last observation (see the module doc), written
+        to a unique temporary file renamed into place (a crash or a full disk leaves any previous file whole)."""
         self.resume_state = self._capture_resume_state()
         freq = self.train_freq
         assert isinstance(freq, TrainFreq)  # converted by _setup_model
         self.train_freq_spec = [int(freq.frequency), str(freq.unit.value)]  # readable by the safe loader
-        super().save(path, exclude, include)
+        if isinstance(path, (str, os.PathLike)):  # a unique temporary file renamed into place (is_sb3.files)
+            with atomic_path(sb3_path(path, "zip")) as tmp:
+                super().save(tmp, exclude, include)
+        else:
+            super().save(path, exclude, include)
+
+    def save_replay_buffer(self, path: Any) -> None:
+        """SB3's ``save_replay_buffer``, written to a unique temporary file renamed into place (a crash or a full
+        disk leaves any previous file whole)."""
+        if isinstance(path, (str, os.PathLike)):
+            with atomic_path(sb3_path(path, "pkl")) as tmp:
+                super().save_replay_buffer(tmp)
+        else:
+            super().save_replay_buffer(path)
 
     @classmethod
     def load(

@@ -10,6 +10,7 @@ import yaml
 
 from is_sb3.cli import main
 from is_sb3.experiments import load_hyperparams
+from is_sb3.experiments.runs import read_checkpoint
 
 TINY = ["batch_size=64", "n_eval_states=32", "n_eval_paths=200", "eval_freq=0"]
 ENV = "is_envs/QuadraticPenalty-v0"
@@ -21,8 +22,10 @@ def test_train_save_evaluate_round_trip(tmp_path: Path, capsys: pytest.CaptureFi
             "--tensorboard-log", str(tmp_path / "tb"), "--no-progress-bar", "--checkpoint-freq", "5",
             "--hyperparams", *TINY]  # fmt: skip
     assert main(argv) == 0
-    assert {"model.zip", "checkpoint.zip", "hyperparams.yml", "result.json"} <= {p.name for p in run.iterdir()}
+    assert {"model.zip", "checkpoint.json", "hyperparams.yml", "result.json"} <= {p.name for p in run.iterdir()}
+    assert len(list(run.glob("checkpoint-*"))) == 1  # the latest checkpoint set only
     assert not list(run.glob(".*tmp*"))  # atomic writes leave nothing half-written
+    assert (tmp_path / "tb" / "risk_ac" / "run").is_dir()  # the TensorBoard run shares the run folder's name
     result = json.loads((run / "result.json").read_text())
     assert result["timesteps"] == 12 and result["critic_loss"] == "is" and result["risk_aversion"] == 2.0
     capsys.readouterr()
@@ -88,7 +91,7 @@ def test_ctrl_c_then_resume_equals_the_uninterrupted_run(tmp_path: Path, monkeyp
     monkeypatch.setattr(RiskAC, "train_step", interrupted_step)
     argv = ["train", "--env", ENV, "--timesteps", "60", "--out", str(part), "--no-progress-bar", "--hyperparams", *tiny]
     assert main(argv) == 130
-    assert RiskAC.load(part / "checkpoint.zip").num_timesteps == 23
+    assert RiskAC.load(read_checkpoint(part, off_policy=False)["model.zip"]).num_timesteps == 23
     monkeypatch.setattr(RiskAC, "train_step", original)
     assert main(["train", "--resume", "--out", str(part), "--no-progress-bar"]) == 0
     a, b = RiskAC.load(whole / "model.zip"), RiskAC.load(part / "model.zip")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, ClassVar, TypeVar
 
@@ -17,6 +18,7 @@ from is_sb3.ac.compiled import CompiledIteration, supports_functional_step
 from is_sb3.ac.policies import RiskACPolicy
 from is_sb3.ac.task import RiskACTask, TaskEnv, TransitionBatch, check_task, evaluation_set, find_task, rollout_returns
 from is_sb3.common import check_risk_settings, check_total_timesteps, make_env
+from is_sb3.files import atomic_path, sb3_path
 from is_sb3.losses import critic_loss, exponential_utility_actor_loss
 from is_sb3.risk import certainty_equivalent_with_se, effective_sample_size
 from is_sb3.safe_load import load_arguments
@@ -235,9 +237,14 @@ class RiskAC(BaseAlgorithm):
         return ["policy", "policy.actor_optimizer", "policy.critic_optimizer"], ["simulator_state"]
 
     def save(self, path: Any, exclude: Any = None, include: Any = None) -> None:
-        """SB3's ``save``, with the state of the training simulator's random generator."""
+        """SB3's ``save``, with the state of the training simulator's random generator, written to a unique temporary
+        file renamed into place (a crash or a full disk leaves any previous file whole)."""
         self.simulator_state = self.simulator.generator.get_state()
-        super().save(path, exclude, include)
+        if isinstance(path, (str, os.PathLike)):  # a unique temporary file renamed into place (is_sb3.files)
+            with atomic_path(sb3_path(path, "zip")) as tmp:
+                super().save(tmp, exclude, include)
+        else:
+            super().save(path, exclude, include)
 
     @classmethod
     def load(cls: type[SelfRiskAC], path: Any, env: GymEnv | str | None = None, device: th.device | str = "auto",

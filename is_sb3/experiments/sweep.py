@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from is_sb3.experiments.config import LOSS_NAMES, ExperimentError, check_env
-from is_sb3.experiments.runs import train_run
+from is_sb3.experiments.runs import new_numbered_dir, train_run
+from is_sb3.files import atomic_write_text
 from is_sb3.parallel import run_parallel
 from is_sb3.plotting import plot_sweep
 
@@ -29,7 +30,7 @@ def run_sweep(
     config: str | None = None,
     hyperparams: Sequence[str] = (),
     device: str = "auto",
-    out: str | Path = "sweeps/latest",
+    out: str | Path | None = None,
     workers: int = 1,
     ray_address: str | None = None,
 ) -> list[dict[str, Any]]:
@@ -45,7 +46,7 @@ def run_sweep(
     :param config: YAML hyperparameter file (``None``: the shipped one).
     :param hyperparams: ``key=value`` overrides.
     :param device: torch device of each run.
-    :param out: sweep folder.
+    :param out: sweep folder (default: a new ``sweeps/sweep_<N>``); one that holds a sweep is refused.
     :param workers: local processes (ignored with ``ray_address``).
     :param ray_address: address of a Ray cluster ("auto", "127.0.0.1:6379", "ray://head:10001"): each run is
         one Ray task of one CPU; the results equal the local pool's.
@@ -55,7 +56,12 @@ def run_sweep(
             raise ExperimentError(f"unknown loss {loss!r}; available: {', '.join(LOSS_NAMES)}")
     for env_id in envs:
         check_env(env_id)
+    if out is None:
+        out = new_numbered_dir("sweeps", "sweep")
+    elif (Path(out) / "sweep.json").exists():
+        raise ExperimentError(f"--out {out} holds a sweep (sweep.json); choose another folder")
     out = Path(out).resolve()  # Ray workers do not share the driver's working folder
+    print(f"is-rl: sweep folder {out}", file=sys.stderr)
     alphas: Sequence[float | None] = list(risk_aversions) if risk_aversions else [None]  # None: the env's α
     jobs = [
         {"algo": algo, "env_id": env_id, "loss": loss, "risk_aversion": alpha, "timesteps": timesteps,
@@ -120,14 +126,14 @@ def write_sweep_table(results: list[dict[str, Any]], out: Path) -> str:
     """``sweep.json``, ``sweep.md`` (one row per run, failures with their error) and ``sweep.png`` (value error by
     env, loss and α); returns the markdown table."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sweep.json").write_text(json.dumps(results, indent=2, default=str))
+    atomic_write_text(out / "sweep.json", json.dumps(results, indent=2, default=str))
     cols = ["env", "critic_loss", "risk_aversion", "seed", "value_rel_rmse", "policy_rel_rmse", "value_s0", "ce_return",
             "error"]  # fmt: skip
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in results:
         lines.append("| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |")
     table = "\n".join(lines) + "\n"
-    (out / "sweep.md").write_text(table)
+    atomic_write_text(out / "sweep.md", table)
     plot_sweep(results, out / "sweep.png")
     return table
 

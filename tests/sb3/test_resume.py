@@ -21,6 +21,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from is_sb3 import DiscreteRiskSAC, RiskSAC
 from is_sb3.cli import main
+from is_sb3.experiments.runs import read_checkpoint
 from is_sb3.safe_load import UnsafeModelFileError
 from is_sb3.schedules import WarmupConstantCosine
 
@@ -111,9 +112,9 @@ def test_ctrl_c_then_resume_through_the_cli_equals_the_uninterrupted_run(
 
     monkeypatch.setattr(cls, "train", interrupted_train)
     assert main(["train", *common, "--out", str(part)]) == 130
-    assert {"checkpoint.zip", "replay_buffer.pkl", "env.pkl"} <= {p.name for p in part.iterdir()}
+    files = read_checkpoint(part, off_policy=True)  # model, replay buffer and env, checked against checkpoint.json
     monkeypatch.setattr(cls, "train", original)
-    stopped = cls.load(part / "checkpoint.zip").num_timesteps
+    stopped = cls.load(files["model.zip"]).num_timesteps
     assert 16 < stopped < 72
     assert main(["train", "--resume", "--out", str(part), "--no-progress-bar", "--device", "cpu"]) == 0
     a, b = cls.load(whole / "model.zip"), cls.load(part / "model.zip")
