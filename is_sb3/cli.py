@@ -52,7 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def threads(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--num-threads", type=positive_int, default=1, help="torch threads (per run in a sweep; default 1: the "
+            "agents' batches are small, and processes sharing cores with several threads each slow each other 10-20x)"
+        )  # fmt: skip
+
     def common(p: argparse.ArgumentParser) -> None:
+        threads(p)
         p.add_argument("--algo", default=None, help=f"algorithm ({', '.join(ALGOS)}; default risk_ac)")
         p.add_argument("--config", default=None, help="YAML hyperparameter file (default: the shipped one)")
         p.add_argument("--hyperparams", nargs="*", default=[], metavar="KEY=VALUE", help="override hyperparameters")
@@ -106,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--plots", default=None, help="folder for PNG plots")
     e.add_argument("--seed", type=int, default=0, help="seed of the evaluation episodes (SAC agents)")
     e.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda")
+    threads(e)
 
     s = sub.add_parser("sweep", help="losses × risk aversions × seeds × envs, in parallel")
     common(s)
@@ -132,14 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep.json/md/png)"
     )  # fmt: skip
 
-    sub.add_parser(
+    q = sub.add_parser(
         "quickstart",
         help="the main job: a short RiskAC run printed against the closed form "
         "(options of python -m is_sb3.quickstart, e.g. --iterations 20000, pass through)",
     )
 
+    threads(q)
     b = sub.add_parser("bench", help="run a benchmark script (from a source checkout); its options pass through")
     b.add_argument("name", help=f"one of: {', '.join(BENCHMARKS)}")
+    threads(b)
     return parser
 
 
@@ -150,6 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and args.command not in ("quickstart", "bench"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        import torch
+
+        torch.set_num_threads(args.num_threads)
         if getattr(args, "device", None):
             check_device(args.device)
         if args.command == "train":
@@ -168,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows = run_sweep(
                 args.envs, args.losses, args.risk_aversions, args.seeds, args.algo or "risk_ac", args.timesteps,
                 args.config,
-                args.hyperparams, args.device, args.out, args.workers, args.ray_address,
+                args.hyperparams, args.device, args.out, args.workers, args.ray_address, args.num_threads,
             )  # fmt: skip
             print(json.dumps(rows, indent=2, default=str))
         elif args.command == "quickstart":

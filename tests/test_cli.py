@@ -290,3 +290,30 @@ def test_evaluate_gives_every_algorithm_a_seeded_ce_and_a_return_histogram(
     out = json.loads(capsys.readouterr().out)
     assert {"ce_return", "ce_return_se", "value_rel_rmse"} <= set(out)
     assert (tmp_path / "acplots" / "returns.png").is_file() and (tmp_path / "acplots" / "value_policy.png").is_file()
+
+
+def test_num_threads_sets_torchs_threads_for_the_command_and_each_pool_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    import is_sb3.cli as cli
+    from is_sb3.parallel import run_parallel
+
+    seen: list[int] = []
+
+    def fake_train(*args: object, **kwargs: object) -> dict[str, int]:
+        seen.append(torch.get_num_threads())
+        return {}
+
+    monkeypatch.setattr(cli, "train_run", fake_train)
+    try:
+        assert main(["train", "--env", ENV, "--num-threads", "2"]) == 0
+        assert main(["train", "--env", ENV]) == 0
+    finally:
+        torch.set_num_threads(1)
+    assert seen == [2, 1]  # the default is one thread
+    assert run_parallel(torch.get_num_threads, [{}, {}], workers=2, threads=2) == [2, 2]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--env", ENV, "--num-threads", "0"])
+    assert exit_info.value.code == 2

@@ -33,6 +33,7 @@ def run_sweep(
     out: str | Path | None = None,
     workers: int = 1,
     ray_address: str | None = None,
+    threads: int = 1,
 ) -> list[dict[str, Any]]:
     """Train every combination of ``envs × losses × risk_aversions × seeds`` (one run folder each under
     ``out``) and write ``sweep.json``, ``sweep.md`` and ``sweep.png``; returns the rows in job order.
@@ -50,6 +51,7 @@ def run_sweep(
     :param workers: local processes (ignored with ``ray_address``).
     :param ray_address: address of a Ray cluster ("auto", "127.0.0.1:6379", "ray://head:10001"): each run is
         one Ray task of one CPU; the results equal the local pool's.
+    :param threads: torch threads of each run (local worker or Ray task).
     """
     for loss in losses:
         if loss not in LOSS_NAMES:
@@ -69,7 +71,10 @@ def run_sweep(
          "out": str(out / f"{env_id.split('/')[-1]}_{loss}_a{'cfg' if alpha is None else alpha}_s{seed}")}
         for env_id in envs for loss in losses for alpha in alphas for seed in seeds
     ]  # fmt: skip
-    results = _run_on_ray(jobs, ray_address) if ray_address else run_parallel(sweep_job, jobs, workers, desc="sweep")
+    if ray_address:
+        results = _run_on_ray(jobs, ray_address, threads)
+    else:
+        results = run_parallel(sweep_job, jobs, workers, desc="sweep", threads=threads)
     print(write_sweep_table(results, out), file=sys.stderr)
     failed = [r for r in results if "error" in r]
     if failed:
@@ -78,7 +83,7 @@ def run_sweep(
     return results
 
 
-def _run_on_ray(jobs: list[dict[str, Any]], address: str) -> list[dict[str, Any]]:
+def _run_on_ray(jobs: list[dict[str, Any]], address: str, threads: int = 1) -> list[dict[str, Any]]:
     """The jobs as Ray tasks of one CPU each on the cluster at ``address``; results in job order."""
     try:
         import ray
@@ -96,18 +101,18 @@ def _run_on_ray(jobs: list[dict[str, Any]], address: str) -> list[dict[str, Any]
         first = (str(err).splitlines() or [""])[0]
         raise ExperimentError(f"cannot connect to the Ray cluster at {address!r}: {first}") from None
     try:
-        remote = ray.remote(num_cpus=1)(_single_threaded_job)
-        results: list[dict[str, Any]] = ray.get([remote.remote(**job) for job in jobs])
+        remote = ray.remote(num_cpus=threads)(_threaded_job)
+        results: list[dict[str, Any]] = ray.get([remote.remote(threads, **job) for job in jobs])
     finally:
         ray.shutdown()  # disconnects this driver; the cluster keeps running
     return results
 
 
-def _single_threaded_job(**job: Any) -> dict[str, Any]:
-    """:func:`sweep_job` on one torch thread, as the local pool runs it (a Ray worker may have more)."""
+def _threaded_job(threads: int, **job: Any) -> dict[str, Any]:
+    """:func:`sweep_job` on ``threads`` torch threads, as the local pool runs it (a Ray worker may have more)."""
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     return sweep_job(**job)
 
 
