@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from is_envs.grid import RELEASED_DIR, evaluate, released_episodes, shift_table
 
-__all__ = ["GridValidationCallback", "ShiftTableCallback", "TrainingTraceCallback"]
+__all__ = ["CertaintyEquivalentEvalCallback", "GridValidationCallback", "ShiftTableCallback", "TrainingTraceCallback"]
 
 
 class GridValidationCallback(BaseCallback):
@@ -65,10 +64,88 @@ class GridValidationCallback(BaseCallback):
             if self.num_timesteps >= self.save_after and mean > self.best_mean:
                 self.best_mean = mean
                 if self.best_model_path is not None:
-                    self.best_model_path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = self.best_model_path.with_name(f".{self.best_model_path.stem}.tmp.zip")
-                    self.model.save(tmp)
-                    os.replace(tmp, self.best_model_path)
+                    self.model.save(self.best_model_path)  # the agents' save is atomic (is_sb3.files)
+        return True
+
+
+class CertaintyEquivalentEvalCallback(BaseCallback):
+    """SB3's ``EvalCallback`` for a risk-averse agent: every ``eval_freq`` calls (env steps for RiskSAC and
+    DiscreteRiskSAC, iterations for RiskAC) it plays the same ``n_eval_episodes`` episodes (episode i reset with
+    seed ``seed + i``) with the deterministic policy, logs the certainty equivalent of their returns
+    CE_α = −(1/α) log mean e^{−αR} with its standard error, and the mean, and keeps the model with the best CE,
+    not the best mean (a risk-averse agent's criterion; the two rank policies differently).
+
+    Logged: ``eval/ce_return``, ``eval/ce_return_se``, ``eval/mean_return``, ``eval/se_return``. ``history`` holds
+    ``(timestep, ce, ce_se, mean)`` per evaluation; ``best_ce`` the best CE so far.
+
+    :param eval_env: a Gymnasium env or env id to evaluate on (not the training env).
+    :param eval_freq: calls between evaluations.
+    :param n_eval_episodes: episodes per evaluation (≥ 2: the SE needs two).
+    :param risk_aversion: α of the CE (default: the model's ``risk_aversion``); 0 gives the mean.
+    :param best_model_save_path: folder for ``best_model.zip`` (``None``: do not save).
+    :param seed: seed of the first episode.
+    :param verbose: 1 prints each evaluation.
+    """
+
+    def __init__(
+        self,
+        eval_env: Any,
+        eval_freq: int = 10_000,
+        n_eval_episodes: int = 100,
+        risk_aversion: float | None = None,
+        best_model_save_path: str | Path | None = None,
+        seed: int = 0,
+        verbose: int = 0,
+    ) -> None:
+        super().__init__(verbose)
+        import gymnasium as gym
+
+        if eval_freq < 1:
+            raise ValueError(f"eval_freq must be >= 1, got {eval_freq}")
+        if n_eval_episodes < 2:
+            raise ValueError(f"n_eval_episodes must be >= 2 (the SE needs two), got {n_eval_episodes}")
+        if risk_aversion is not None and not (np.isfinite(risk_aversion) and risk_aversion >= 0):
+            raise ValueError(f"risk_aversion must be a finite number >= 0, got {risk_aversion}")
+        self.eval_env = gym.make(eval_env) if isinstance(eval_env, str) else eval_env
+        self.eval_freq, self.n_eval_episodes, self.seed = eval_freq, n_eval_episodes, seed
+        self.risk_aversion = risk_aversion
+        self.best_model_save_path = Path(best_model_save_path) if best_model_save_path is not None else None
+        self.best_ce = -np.inf
+        self.history: list[tuple[int, float, float, float]] = []
+
+    def _returns(self) -> np.ndarray:
+        returns = []
+        for i in range(self.n_eval_episodes):
+            obs, _ = self.eval_env.reset(seed=self.seed + i)
+            total, done = 0.0, False
+            while not done:
+                action, _ = self.model.predict(obs, deterministic=True)
+                obs, reward, terminated, truncated, _ = self.eval_env.step(action)
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+        return np.asarray(returns, dtype=np.float64)
+
+    def _on_step(self) -> bool:
+        if self.n_calls % self.eval_freq != 0:
+            return True
+        import torch as th
+
+        from is_sb3.risk import certainty_equivalent_with_se
+
+        alpha = float(getattr(self.model, "risk_aversion", 0.0) if self.risk_aversion is None else self.risk_aversion)
+        returns = self._returns()
+        ce, ce_se = (float(v) for v in certainty_equivalent_with_se(th.as_tensor(returns), alpha))
+        mean, se = float(returns.mean()), float(returns.std(ddof=1) / np.sqrt(len(returns)))
+        self.history.append((self.num_timesteps, ce, ce_se, mean))
+        for key, value in (("ce_return", ce), ("ce_return_se", ce_se), ("mean_return", mean), ("se_return", se)):
+            self.logger.record(f"eval/{key}", value)
+        if self.verbose:
+            print(f"timestep {self.num_timesteps}: CE_{alpha:g} {ce:.4g} ± {ce_se:.2g}, mean {mean:.4g} ± {se:.2g}")
+        if ce > self.best_ce:
+            self.best_ce = ce
+            if self.best_model_save_path is not None:
+                self.model.save(self.best_model_save_path / "best_model.zip")  # atomic (is_sb3.files)
         return True
 
 

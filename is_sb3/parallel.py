@@ -33,7 +33,8 @@ def run_parallel(
     if workers <= 1:
         return [fn(**job) for job in tqdm(jobs, desc=desc)]
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, initializer=functools.partial(_set_threads, threads),
-                             mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, initializer=functools.partial(_set_threads, threads), mp_context=context
+    ) as pool:
         futures = [pool.submit(fn, **job) for job in jobs]
         return [f.result() for f in tqdm(futures, desc=desc)]

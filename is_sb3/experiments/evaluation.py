@@ -44,7 +44,7 @@ def return_statistics(returns: np.ndarray, risk_aversion: float) -> dict[str, fl
     ce, ce_se = certainty_equivalent_with_se(torch.as_tensor(returns, dtype=torch.float64), risk_aversion)
     n = len(returns)
     return {
-        "episodes": float(n),
+        "episodes": int(n),
         "mean_return": float(np.mean(returns)),
         "se_return": float(np.std(returns, ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
         "ce_return": float(ce),
