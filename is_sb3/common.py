@@ -6,6 +6,7 @@ import argparse
 import math
 
 import gymnasium as gym
+import numpy as np
 from stable_baselines3.common.type_aliases import GymEnv
 
 import is_envs  # noqa: F401  (registers the env ids used by name)
@@ -24,10 +25,18 @@ def make_env(env: GymEnv | str) -> GymEnv:
 def check_risk_settings(risk_aversion: float, critic_loss: str) -> float:
     """Validate the two risk arguments every algorithm takes; returns α as a float."""
     from is_sb3.losses import LOSSES
+    from is_sb3.validation import MAX_RISK_AVERSION
 
+    if isinstance(risk_aversion, bool) or not isinstance(risk_aversion, int | float | np.floating | np.integer):
+        raise ValueError(f"risk_aversion must be a finite real number, got {risk_aversion!r}")
     alpha = float(risk_aversion)
     if not math.isfinite(alpha):
         raise ValueError(f"risk_aversion must be a finite real number, got {risk_aversion!r}")
+    if abs(alpha) > MAX_RISK_AVERSION:
+        raise ValueError(
+            f"risk_aversion must be in [-{MAX_RISK_AVERSION:g}, {MAX_RISK_AVERSION:g}], got {risk_aversion!r}: beyond "
+            "it e^(α·δ) overflows float32 for TD errors δ above 1e-4"
+        )
     if critic_loss not in LOSSES:
         raise ValueError(f"critic_loss must be one of {sorted(LOSSES)}, got {critic_loss!r}")
     return alpha

@@ -307,6 +307,11 @@ class CriticLoss(nn.Module):
         return f"name={self.name!r}, risk_aversion={self.risk_aversion}, reduction={self.reduction!r}"
 
 
+#: below this |α| the actor loss is its α → 0 limit −x (same gradient to O(α·spread of x); (1/α)e^{−αx−c} would
+#: overflow float32 from |α| ≈ 3e-39 and lose the gradient long before)
+SMALL_ACTOR_ALPHA = 1e-6
+
+
 def exponential_utility_actor_loss(gain: th.Tensor, risk_aversion: float) -> th.Tensor:
     """Deterministic actor objective of the IS paper (eq. 14), per sample, up to a per-batch scale.
 
@@ -315,7 +320,8 @@ def exponential_utility_actor_loss(gain: th.Tensor, risk_aversion: float) -> th.
     entropic optimum. Here it is evaluated as (1/α) e^{−αx − c} with c = max(−αx) over the batch
     (detached): the same gradient direction and relative weights e^{−αx} between samples, finite for
     any input (no exp overflow), and a scale that Adam's normalisation absorbs. α = 0 gives −x
-    (risk-neutral: maximise E[r + V(s')]); α < 0 (risk seeking) works unchanged.
+    (risk-neutral: maximise E[r + V(s')]), and so does |α| < 1e-6 (``SMALL_ACTOR_ALPHA``), where the two gradients
+    agree to O(α) and (1/α) would overflow; α < 0 (risk seeking) works unchanged.
 
     :param gain: x, shape ``(*)``.
     :param risk_aversion: α.
@@ -324,7 +330,7 @@ def exponential_utility_actor_loss(gain: th.Tensor, risk_aversion: float) -> th.
     alpha = float(risk_aversion)
     if not math.isfinite(alpha):
         raise ValueError(f"risk_aversion must be a finite real number, got {risk_aversion!r}")
-    if alpha == 0.0:
+    if abs(alpha) < SMALL_ACTOR_ALPHA:  # (1/α)e^{…} overflows float32 as α → 0; its gradient tends to −∂x
         return -gain
     z = -alpha * gain
     return th.exp(z - z.detach().max()) / alpha

@@ -47,7 +47,7 @@ API_CASES: list[tuple[str, Callable[[], object], str]] = [
     ("learn(2.5), RiskAC", lambda: _ac().learn(2.5), "total_timesteps"),  # type: ignore[arg-type]
     ("learn(0), RiskSAC", lambda: RiskSAC("MlpPolicy", "Pendulum-v1", device="cpu").learn(0), "total_timesteps"),
     ("learn(-1), DiscreteRiskSAC",
-     lambda: DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", device="cpu", buffer_size=100).learn(-1),
+     lambda: _discrete(policy="CnnPolicy", buffer_size=100).learn(-1),
      "total_timesteps"),
     ("quadratic task at k = ασ² = 1", lambda: _ac(risk_aversion=10.0),
      r"risk_aversion must be < 1/σ² = 10"),
@@ -66,7 +66,49 @@ API_CASES: list[tuple[str, Callable[[], object], str]] = [
     ("s0 = 1e300", lambda: gym.make("is_envs/QuadraticPenalty-v0", s0=1e300), "s0 must be in"),
     ("Enders' κ step negative",
      lambda: DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", ent_coef_zero_at_step=-1), "ent_coef_zero_at_step"),
+    # issue 22: every hyperparameter of every agent, at construction, naming the parameter and its range
+    *[(f"RiskSAC {k}={v!r}", (lambda k=k, v=v: _sac(**{k: v})), m) for k, v, m in [
+        ("gamma", 1.5, r"gamma must be a finite number in \(0, 1\]"), ("gamma", 0.0, "gamma"),
+        ("tau", 0.0, r"tau must be a finite number in \(0, 1\]"), ("tau", 2.0, "tau"),
+        ("ent_coef", -0.5, r"ent_coef must be a finite number in \[0, inf\]"),
+        ("ent_coef", "auto_-1", "initial value x > 0"), ("ent_coef", "sometimes", "'auto'"),
+        ("gradient_steps", 0, "gradient_steps"), ("gradient_steps", -3, "gradient_steps"),
+        ("buffer_size", 0, "buffer_size must be an integer >= 1"),
+        ("buffer_size", 10, r"buffer_size \(10\) must be >="),
+        ("batch_size", 0, "batch_size must be an integer >= 1"), ("batch_size", 2.5, "batch_size"),
+        ("train_freq", 0, "train_freq"), ("train_freq", (4, "hour"), "train_freq"),
+        ("target_update_interval", 0, "target_update_interval"),
+        ("learning_rate", 0.0, "learning_rate"), ("learning_rate", float("nan"), "learning_rate"),
+        ("learning_rate", -1e-3, "learning_rate"), ("learning_starts", -1, "learning_starts"),
+        ("risk_aversion", True, "risk_aversion must be a finite real number"),
+        ("risk_aversion", 1e200, r"risk_aversion must be in \[-1e\+06, 1e\+06\]"),
+        ("policy_kwargs", {"net_arch": [0]}, "net_arch layer size"),
+        ("policy_kwargs", {"net_arch": [-4]}, "net_arch layer size"),
+        ("policy_kwargs", {"net_arch": "64"}, "net_arch must be a list"),
+        ("policy_kwargs", {"net_arch": {"pi": [8], "critic": [8]}}, "net_arch keys"),
+        ("device", "tpu", "device must be 'auto'"), ("device", "mps", "MPS is not available"),
+        ("device", "cuda:7", "cuda:7"),
+    ]],
+    *[(f"DiscreteRiskSAC {k}={v!r}", (lambda k=k, v=v: _discrete(**{k: v})), m) for k, v, m in [
+        ("gamma", 2.0, "gamma"), ("tau", -1.0, "tau"), ("buffer_size", -5, "buffer_size"),
+        ("reward_scaling", "no", "reward_scaling must be True or False"), ("batch_size", 0, "batch_size"),
+        ("policy_kwargs", {"net_arch": [0]}, "net_arch"), ("device", "cuda:7", "cuda:7"),
+    ]],
+    *[(f"RiskAC {k}={v!r}", (lambda k=k, v=v: _ac(**{k: v})), m) for k, v, m in [
+        ("risk_aversion", 1e200, "risk_aversion must be in"), ("risk_aversion", True, "risk_aversion"),
+        ("learning_rate", 0.0, "learning_rate"), ("batch_size", 2.5, "batch_size"),
+        ("policy_kwargs", {"net_arch": [0]}, "net_arch"), ("device", "cuda:7", "cuda:7"),
+        ("n_eval_paths", 1, "n_eval_paths must be an integer >= 2"),
+    ]],
 ]  # fmt: skip
+
+
+def _sac(**kwargs: Any) -> RiskSAC:
+    return RiskSAC("MlpPolicy", QP, **{"device": "cpu", **kwargs})
+
+
+def _discrete(policy: str = "MlpPolicy", **kwargs: Any) -> DiscreteRiskSAC:
+    return DiscreteRiskSAC(policy, "is_envs/ItemPickup-v0", **{"device": "cpu", "batch_size": 64, **kwargs})
 
 
 @pytest.mark.parametrize(("case", "call", "message"), API_CASES, ids=[c[0] for c in API_CASES])

@@ -23,6 +23,7 @@ from is_sb3.losses import critic_loss, exponential_utility_actor_loss
 from is_sb3.risk import certainty_equivalent_with_se, effective_sample_size
 from is_sb3.safe_load import load_arguments
 from is_sb3.schedules import WarmupConstantCosine
+from is_sb3.validation import check_device, check_integer, check_learning_rate, check_net_arch
 
 __all__ = ["RiskAC"]
 
@@ -125,8 +126,11 @@ class RiskAC(BaseAlgorithm):
         _init_setup_model: bool = True,
     ) -> None:
         alpha = check_risk_settings(risk_aversion, critic_loss)
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+        check_integer("batch_size", batch_size, 1)
+        check_learning_rate(learning_rate)
+        check_device(device)
+        if policy_kwargs and policy_kwargs.get("net_arch") is not None:
+            check_net_arch(policy_kwargs["net_arch"], keys=("pi", "vf"))
         for name, value in (("max_grad_value", max_grad_value), ("max_grad_norm", max_grad_norm)):
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be > 0 or None, got {value!r}")
@@ -137,8 +141,7 @@ class RiskAC(BaseAlgorithm):
             ("n_eval_states", n_eval_states),
             ("n_eval_paths", n_eval_paths),
         ):
-            if int(count) < 0 or (name != "eval_freq" and int(count) < 2):
-                raise ValueError(f"{name} must be a non-negative integer (>= 2 for sample sizes), got {count!r}")
+            check_integer(name, count, 0 if name == "eval_freq" else 2)
         task: RiskACTask | None = None
         if env is not None:  # a bare task is wrapped in an env: SB3 resets one once per learn()
             env = TaskEnv(env) if isinstance(env, RiskACTask) else make_env(env)

@@ -19,6 +19,7 @@ from is_sb3.losses import critic_loss
 from is_sb3.numerics import resolve_precision
 from is_sb3.resume import ResumableOffPolicy
 from is_sb3.risk import certainty_equivalent
+from is_sb3.validation import check_off_policy
 
 __all__ = [
     "CRITIC_LOSSES",
@@ -245,6 +246,13 @@ class DiscreteRiskSAC(ResumableOffPolicy):
         if not huber_delta > 0:
             raise ValueError(f"huber_delta must be > 0, got {huber_delta!r}")
         resolve_precision(precision, "cpu")  # validates the name
+        if not isinstance(reward_scaling, bool):
+            raise ValueError(f"reward_scaling must be True or False, got {reward_scaling!r}")
+        if _init_setup_model:  # (SB3's load builds with False and sets the saved attributes)
+            given = {"learning_rate": learning_rate, "buffer_size": buffer_size, "learning_starts": learning_starts,
+                     "batch_size": batch_size, "tau": tau, "gamma": gamma, "train_freq": train_freq,
+                     "gradient_steps": gradient_steps, "device": device, "policy_kwargs": policy_kwargs}  # fmt: skip
+            check_off_policy(given, {}, net_arch_keys=())
         policy_kwargs = dict(policy_kwargs or {})
         super().__init__(
             policy,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from torch.nn import functional
 from is_sb3.common import check_risk_settings, check_total_timesteps, make_env
 from is_sb3.losses import critic_loss
 from is_sb3.resume import ResumableOffPolicy
+from is_sb3.validation import check_off_policy
 
 __all__ = ["RiskSAC"]
 
@@ -42,6 +44,12 @@ def _critic_loss(name: str, risk_aversion: float) -> Iterator[None]:
         yield
     finally:
         sb3_sac.F = original
+
+
+#: SB3 SAC's defaults, for validating the arguments not given
+_SAC_DEFAULTS = {
+    name: p.default for name, p in inspect.signature(SAC.__init__).parameters.items() if p.default is not p.empty
+}
 
 
 class RiskSAC(ResumableOffPolicy, SAC):
@@ -76,6 +84,8 @@ class RiskSAC(ResumableOffPolicy, SAC):
         **kwargs: Any,
     ) -> None:
         alpha = check_risk_settings(risk_aversion, critic_loss)
+        if kwargs.get("_init_setup_model", True):  # (SB3's load builds with False and sets the saved attributes)
+            check_off_policy(kwargs, _SAC_DEFAULTS, net_arch_keys=("pi", "qf"))
         self.risk_aversion = alpha
         self.critic_loss = critic_loss
         super().__init__(policy, make_env(env), **kwargs)

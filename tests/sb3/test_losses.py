@@ -312,3 +312,16 @@ def test_spec_reference_values_of_the_sp_bias_on_the_quadratic_step() -> None:
     v_sp = brentq(lambda v: expected_gradient("sp", v), -1.0, 0.0, xtol=1e-12)
     assert v_is * alpha == pytest.approx(0.5 * math.log(1 - k), abs=1e-6)  # −0.3466
     assert v_sp * alpha == pytest.approx(-0.309, abs=1e-3)
+
+
+@pytest.mark.parametrize("alpha", [1e-50, -1e-30, 1e-7])
+def test_actor_loss_at_a_tiny_alpha_has_the_risk_neutral_gradient_and_stays_finite(alpha: float) -> None:
+    """(1/α)e^{−αx−c} overflowed float32 for tiny α (NaN parameters after training); below 1e-6 the loss is its
+    α → 0 limit, whose gradient −1 per sample the exact one, −e^{−αx−c}, equals to O(α·|x|)."""
+    from is_sb3.losses import exponential_utility_actor_loss
+
+    x = th.linspace(-50.0, 50.0, 101, requires_grad=True)
+    exponential_utility_actor_loss(x, alpha).sum().backward()
+    assert x.grad is not None and th.isfinite(x.grad).all()
+    exact = -th.exp(-alpha * x.detach().double() - (-alpha * x.detach().double()).max())
+    assert th.allclose(x.grad.double(), exact, rtol=0, atol=1e-4)
