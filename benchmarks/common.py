@@ -109,14 +109,18 @@ def settles_within(
 
 
 def mean_std(values: list[float], fmt: str = "{:.4f}", scale: float = 1.0) -> str:
-    """``mean ± std`` over seeds (NaN-aware; "n/a" if none is finite; ``(k/n)`` where only k are finite)."""
+    """``mean ± std`` over seeds (NaN-aware; "n/a" if none is finite; ``(k/n)`` where only k are finite; the value
+    alone where only one is, as no spread was measured)."""
     import numpy as np
 
     x = np.asarray(values, dtype=float) * scale
     ok = np.isfinite(x)
     if not ok.any():
         return "n/a"
-    text = f"{fmt.format(np.mean(x[ok]))} ± {fmt.format(np.std(x[ok]))}"
+    if ok.sum() == 1:  # one value: no spread was measured
+        text = fmt.format(x[ok][0])
+    else:
+        text = f"{fmt.format(np.mean(x[ok]))} ± {fmt.format(np.std(x[ok]))}"
     return text if ok.all() else f"{text} ({ok.sum()}/{len(x)})"
 
 

@@ -191,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "bench":
             if os.getcwd() not in sys.path:
                 sys.path.insert(0, os.getcwd())  # console scripts do not put the working folder on the path
+            if args.name not in BENCHMARKS:
+                raise ExperimentError(f"no benchmark {args.name!r}; available: {', '.join(BENCHMARKS)}")
             try:
                 module = importlib.import_module(f"benchmarks.{args.name}")
             except ModuleNotFoundError:

@@ -142,7 +142,42 @@ CLI_CASES: list[tuple[list[str], str]] = [
     (["train", "--env", "CartPole-v1", "--timesteps", "5"], "cannot build risk_ac"),
     (["train", "--resume"], "--resume needs --out"),
     (["train"], "train needs --env"),
+    # issue 22
+    (["train", "--env", QP, "--hyperparams", "n_timesteps=abc"], "n_timesteps must be an integer >= 1"),
+    (["train", "--env", QP, "--hyperparams", "n_timesteps=2.5"], "n_timesteps must be an integer >= 1"),
+    (["bench", "common"], "no benchmark 'common'"),
+    (["train", "--env", QP, "--device", "tpu"], "--device 'tpu'"),
 ]
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ("is_envs/QuadraticPenalty-v0: [1, 2]", "must be a mapping of hyperparameters"),
+        ("is_envs/QuadraticPenalty-v0: 3", "must be a mapping of hyperparameters"),
+        ("is_envs/OptionHedging-v0: {batch_size: 64}", "has no entry for is_envs/QuadraticPenalty-v0"),
+    ],
+)
+def test_cli_refuses_a_config_without_a_usable_entry(
+    config: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "cfg.yml"
+    path.write_text(config)
+    assert main(["train", "--env", QP, "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_evaluate_refuses_a_bad_hyperparams_file_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _ac().save(tmp_path / "model.zip")
+    for text in ("!!python/object/apply:os.system ['touch marker']", "algo: [", "- 1"):
+        (tmp_path / "hyperparams.yml").write_text(text)
+        assert main(["evaluate", str(tmp_path / "model.zip")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("is-rl: error: evaluate:") and err.count("\n") == 1, err
+    assert not (tmp_path / "marker").exists() and not Path("marker").exists()
 
 
 @pytest.mark.parametrize(("argv", "message"), CLI_CASES, ids=[" ".join(c[0]) for c in CLI_CASES])

@@ -197,7 +197,12 @@ def test_every_shipped_config_builds_its_model() -> None:
             assert params["n_timesteps"] > 0
             params.pop("buffer_size", None)  # keep the test light
             model = build_model(
-                algo, env_id, {**params, "buffer_size": 100} if algo != "risk_ac" else params, 0, "cpu", None
+                algo,
+                env_id,
+                {**params, "buffer_size": max(100, params.get("batch_size", 256))} if algo != "risk_ac" else params,
+                0,
+                "cpu",
+                None,
             )
             assert model.risk_aversion == params["risk_aversion"]
 

@@ -6,6 +6,7 @@ then ``key=value`` overrides (values parsed as YAML), then explicit arguments â€
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -54,11 +55,54 @@ def check_env(env_id: str) -> None:
 
 
 def check_device(device: str) -> None:
-    """Refuse a CUDA device where none is available (torch would silently train elsewhere or fail late)."""
-    import torch
+    """Refuse a device this machine lacks (a CUDA index, MPS) or that is not one (torch would silently train
+    elsewhere or fail late): :func:`is_sb3.validation.check_device` as a one-line CLI error."""
+    from is_sb3.validation import check_device as check
 
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ExperimentError(f"--device {device!r}: CUDA is not available on this machine (use 'auto' or 'cpu')")
+    try:
+        check(device)
+    except ValueError as err:
+        raise ExperimentError(f"--device {device!r}: {str(err).removeprefix(f'device {device!r}: ')}") from None
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML's safe loader (no tags that build objects, no code) with YAML 1.2's floats: ``3e-4`` and ``1E5`` are
+    numbers, where PyYAML's YAML 1.1 rules read them as strings."""
+
+
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.VERBOSE,
+    ),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML safely, with YAML 1.2's floats (``3e-4`` is a number)."""
+    return yaml.load(text, Loader=_Yaml12Loader)
+
+
+def read_run_meta(path: Path, context: str) -> dict[str, Any]:
+    """A run's ``hyperparams.yml``, checked: a mapping with algo, env and seed (YAML's safe loader: tags such as
+    ``!!python/object`` are refused, no code runs); ``ExperimentError`` prefixed by ``context`` otherwise."""
+    try:
+        meta = yaml_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise ExperimentError(f"{context}: {path} is not a readable hyperparameter file ({first})") from None
+    if not isinstance(meta, dict):
+        raise ExperimentError(f"{context}: {path} must hold a mapping, got {type(meta).__name__}")
+    missing = [key for key in ("algo", "env", "seed") if key not in meta]
+    if missing:
+        raise ExperimentError(f"{context}: {path} lacks {', '.join(missing)}")
+    return meta
 
 
 def load_hyperparams(
@@ -75,20 +119,29 @@ def load_hyperparams(
             raise ExperimentError(f"config file {config!r} does not exist")
         text, source = path.read_text(), config
     try:
-        data = yaml.safe_load(text) or {}
+        data = yaml_load(text) or {}
     except yaml.YAMLError as err:
         raise ExperimentError(f"malformed YAML in {source}: {str(err).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ExperimentError(f"malformed YAML in {source}: expected a mapping of env ids to hyperparameters")
-    params = dict(data.get(env_id) or {})
+    if config is not None and env_id not in data:
+        raise ExperimentError(f"{source} has no entry for {env_id} (entries: {', '.join(map(str, data)) or 'none'})")
+    entry = data.get(env_id) or {}
+    if not isinstance(entry, dict):
+        raise ExperimentError(f"the entry for {env_id} in {source} must be a mapping of hyperparameters, got {entry!r}")
+    params = dict(entry)
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ExperimentError(f"--hyperparams expects key=value, got {item!r}")
         try:
-            params[key] = yaml.safe_load(value)
+            params[key] = yaml_load(value)
         except yaml.YAMLError:
             raise ExperimentError(f"cannot parse the value of {key!r}: {value!r}") from None
+    steps = params.get("n_timesteps")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int | float) or steps < 1
+                              or int(steps) != steps):  # fmt: skip
+        raise ExperimentError(f"n_timesteps must be an integer >= 1, got {steps!r} ({source} or --hyperparams)")
     return params
 
 

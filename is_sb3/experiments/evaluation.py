@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from is_sb3.experiments.config import ExperimentError, load_model
+from is_sb3.experiments.config import ExperimentError, load_model, read_run_meta
 from is_sb3.plotting import plot_return_histogram, plot_shift_heatmap, plot_value_policy
 
 __all__ = ["episode_returns", "episodes_dir", "evaluate_model", "quick_metrics", "return_statistics"]
@@ -133,8 +132,9 @@ def evaluate_model(
     path = Path(model)
     if not path.is_file():
         raise ExperimentError(f"model file {model!r} does not exist")
-    meta_path = path.parent / "hyperparams.yml"
-    meta = (yaml.safe_load(meta_path.read_text()) or {}) if meta_path.is_file() else {}
+    run_dir = path.parent.parent if path.parent.name.startswith("checkpoint-") else path.parent  # a checkpoint's
+    meta_path = run_dir / "hyperparams.yml"
+    meta = read_run_meta(meta_path, "evaluate") if meta_path.is_file() else {}
     algo = algo or meta.get("algo", "risk_ac")
     loaded = load_model(algo, path, device)
     env_id = env_id or meta.get("env")

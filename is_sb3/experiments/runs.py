@@ -38,7 +38,14 @@ from typing import Any
 
 import yaml
 
-from is_sb3.experiments.config import ExperimentError, build_model, check_env, load_hyperparams, load_model
+from is_sb3.experiments.config import (
+    ExperimentError,
+    build_model,
+    check_env,
+    load_hyperparams,
+    load_model,
+    read_run_meta,
+)
 from is_sb3.experiments.evaluation import quick_metrics
 from is_sb3.files import atomic_path, atomic_write_text
 from is_sb3.resume import BoundaryCallback
@@ -196,22 +203,10 @@ def read_checkpoint(run_dir: Path, off_policy: bool) -> dict[str, Path]:
 
 
 def _read_run(run_dir: Path) -> dict[str, Any]:
-    """``hyperparams.yml`` of a run folder, checked: a mapping with algo, env and seed (YAML's safe loader: tags
-    such as ``!!python/object`` are refused, no code runs)."""
     path = run_dir / "hyperparams.yml"
     if not path.is_file():
         raise ExperimentError(f"--resume: no hyperparams.yml in {run_dir}")
-    try:
-        meta = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        first = (str(err).splitlines() or [type(err).__name__])[0]
-        raise ExperimentError(f"--resume: {path} is not a readable hyperparameter file ({first})") from None
-    if not isinstance(meta, dict):
-        raise ExperimentError(f"--resume: {path} must hold a mapping, got {type(meta).__name__}")
-    missing = [key for key in ("algo", "env", "seed") if key not in meta]
-    if missing:
-        raise ExperimentError(f"--resume: {path} lacks {', '.join(missing)}")
-    return meta
+    return read_run_meta(path, "--resume")
 
 
 def train_run(
