@@ -64,6 +64,14 @@ API_CASES: list[tuple[str, Callable[[], object], str]] = [
     ("sigma = 1e200", lambda: gym.make("is_envs/OptionHedging-v0", sigma=1e200), r"sigma must be in \(0, 1e\+06\]"),
     ("mu = 1e308", lambda: gym.make("is_envs/BachelierTrading-v0", mu=1e308), "mu must be in"),
     ("s0 = 1e300", lambda: gym.make("is_envs/QuadraticPenalty-v0", s0=1e300), "s0 must be in"),
+    ("strike = -1e300", lambda: gym.make("is_envs/OptionHedging-v0", strike=-1e300), "strike must be in"),
+    ("reset option typo", lambda: _grid().reset(options={"episod": 1}), "reset options must be among"),
+    ("reset episode 1.5", lambda: _grid(episodes="gradient1").reset(options={"episode": 1.5}), "integer index"),
+    ("reset episode True", lambda: _grid(episodes="gradient1").reset(options={"episode": True}), "integer index"),
+    ("grid action 2.5", lambda: (e := _grid()).reset() and e.step(2.5), "action must be an integer in 0..4"),
+    ("grid action [1, 2]", lambda: (e := _grid()).reset() and e.step(np.array([1, 2])), "action must be an integer"),
+    ("grid action inf", lambda: (e := _grid()).reset() and e.step(np.inf), "action must be an integer"),
+    ("grid action True", lambda: (e := _grid()).reset() and e.step(np.array(5)), "action must be an integer"),
     ("Enders' κ step negative",
      lambda: DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", ent_coef_zero_at_step=-1), "ent_coef_zero_at_step"),
     # issue 22: every hyperparameter of every agent, at construction, naming the parameter and its range
@@ -226,3 +234,26 @@ def test_an_unexpected_error_in_a_run_goes_to_the_run_log(
     err = capsys.readouterr().err
     assert "ZeroDivisionError: something inside training" in err and "Traceback" not in err
     assert "Traceback" in (run / "error.log").read_text()
+
+
+def test_grid_accepts_an_action_of_shape_one_and_refuses_bad_episode_tables(tmp_path: Path) -> None:
+    env = _grid(episodes="gradient1")
+    env.reset(seed=0, options={"episode": 3})
+    *_, info_array = env.step(np.array([2]))  # SB3's predict gives actions of shape (1,)
+    env.reset(seed=0, options={"episode": 3})
+    *_, info_int = env.step(2)
+    assert info_array == info_int
+    base = {"episode": np.array([0, 0, 1]), "row": np.array([1, 2, 3]), "col": np.array([0, 1, 2]),
+            "training": np.array([0]), "validation": np.array([1]), "test": np.array([1])}  # fmt: skip
+    cases = [
+        ({"step": np.array([1.5, 2.0, 3.0])}, "step must hold integers"),
+        ({"step": np.array([1, 2, 3]), "validation": np.array([1, 1])}, "more than once"),
+        ({"step": np.array([1, 2, 3]), "validation": np.array([], dtype=np.int64)}, "lists no episode"),
+    ]
+    for extra, message in cases:
+        path = tmp_path / "table.npz"
+        np.savez(path, **{**base, **extra})
+        with pytest.raises(ValueError, match=message):
+            _grid(episodes=str(path), split="validation")
+    np.savez(tmp_path / "ok.npz", **{**base, "step": np.array([1.0, 2.0, 3.0])})  # integral floats are fine
+    _grid(episodes=str(tmp_path / "ok.npz"), split="validation").reset(seed=0)

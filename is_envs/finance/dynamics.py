@@ -202,6 +202,8 @@ class OptionHedgingTask(BachelierTask):
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "strike", self.s0 if self.strike is None else _finite("strike", self.strike))
+        if abs(self.k) > PARAMETER_BOUND:  # bounded as s0 and mu are
+            raise ValueError(f"strike must be in [-{PARAMETER_BOUND:g}, {PARAMETER_BOUND:g}], got {self.strike!r}")
 
     @property
     def k(self) -> float:

@@ -81,11 +81,18 @@ class ItemPickupEnv(gym.Env[np.ndarray, np.int64]):
         super().reset(seed=seed)
         if seed is not None:
             self.source.restart()
+        unknown = set(options or {}) - {"episode"}
+        if unknown:  # a typo such as "episod" would otherwise replay the next episode silently
+            raise ValueError(f"reset options must be among {{'episode'}}, got {sorted(unknown)}")
         episode = (options or {}).get("episode")
         if episode is not None:
             masks = getattr(self.source, "masks", None)
-            if masks is None or not 0 <= int(episode) < len(masks):
-                raise ValueError("options['episode'] needs a released episode table and an index within its split")
+            integral = isinstance(episode, int | np.integer) and not isinstance(episode, bool)
+            if masks is None or not integral or not 0 <= int(episode) < len(masks):
+                raise ValueError(
+                    "options['episode'] needs a released episode table and an integer index within its split "
+                    f"(0..{len(masks) - 1 if masks is not None else '?'}), got {episode!r}"
+                )
             self._spawns = masks[int(episode)][None]
         else:
             self._spawns = self.source.next_episodes(1, self.np_random)
@@ -95,9 +102,12 @@ class ItemPickupEnv(gym.Env[np.ndarray, np.int64]):
     def step(self, action: np.int64 | int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._state.t >= EPISODE_LENGTH:
             raise RuntimeError("step() called after the episode terminated; call reset()")
-        a = int(action)
-        if a != action or not 0 <= a < 5:
+        value = np.asarray(action).reshape(-1)  # an int, a NumPy integer, or an array of one (SB3's predict: (1,))
+        kind = value.dtype.kind
+        integral = kind in "iu" or (kind == "f" and bool(np.all(np.isfinite(value) & (value == np.round(value)))))
+        if value.size != 1 or not integral or not 0 <= value[0] < 5:
             raise ValueError(f"action must be an integer in 0..4, got {action!r}")
+        a = int(value[0])
         ev = core.step(self._state, np.array([a]), self._spawns[:, self._state.t])
         info = {
             "t": self._state.t,

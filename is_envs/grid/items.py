@@ -109,11 +109,19 @@ class EpisodeTable:
                 missing = {"episode", "step", "row", "col", split} - set(data.files)
                 if missing:
                     raise ValueError(f"lacks arrays {sorted(missing)}")
-                ids = np.asarray(data[split], dtype=np.int64)
-                episode, step = data["episode"].astype(np.int64), data["step"].astype(np.int64)
-                row, col = data["row"].astype(np.int64), data["col"].astype(np.int64)
+                arrays = {name: np.asarray(data[name]) for name in ("episode", "step", "row", "col", split)}
         except (OSError, ValueError, zipfile.BadZipFile) as err:  # corrupt zip, pickled arrays, missing arrays
             raise ValueError(f"episodes file {str(path)!r} is not a valid episode table: {err}") from None
+        for name, values in arrays.items():  # integers only: a float step or cell would be truncated silently
+            if values.dtype.kind not in "iu" and not (values.dtype.kind == "f" and np.all(np.mod(values, 1) == 0)):
+                raise ValueError(f"episodes file {str(path)!r}: {name} must hold integers, got {values.dtype} values")
+        ids = arrays[split].astype(np.int64)
+        episode, step = arrays["episode"].astype(np.int64), arrays["step"].astype(np.int64)
+        row, col = arrays["row"].astype(np.int64), arrays["col"].astype(np.int64)
+        if ids.ndim != 1 or len(ids) == 0:
+            raise ValueError(f"episodes file {str(path)!r}: the {split} split lists no episode")
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError(f"episodes file {str(path)!r}: the {split} split lists an episode id more than once")
         if not (episode.shape == step.shape == row.shape == col.shape and episode.ndim == 1):
             raise ValueError(f"episodes file {str(path)!r}: episode, step, row and col must be 1-D of equal length")
         if np.any((step < 1) | (step > EPISODE_LENGTH)) or np.any(
