@@ -20,7 +20,11 @@ name       loss ℓ                                                       ∂ℓ
 =========  ===========================================================  ==========================
 
 All four tend to ½ δ² as α → 0 or δ → 0, and α = 0 gives ½ δ² exactly. Tiny |α| keeps full
-precision through series expansions instead of cancelling differences.
+precision through series expansions instead of cancelling differences; |α| < ``TINY_ALPHA`` = 1e-15 is α = 0.
+
+Inputs: a target of another dtype is cast to the prediction's (a float64 target does not promote a float32
+loss); bfloat16 inputs are computed in float32 and returned in bfloat16; float16 is refused (its range ends at
+65504, which e^{αδ} passes at αδ = 11), and so are empty tensors (a loss of no samples is undefined).
 
 Numerical guards:
 
@@ -36,6 +40,7 @@ Numerical guards:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Literal, Protocol
 
@@ -87,16 +92,43 @@ class LossFn(Protocol):
     def __call__(self, prediction: th.Tensor, target: th.Tensor, risk_aversion: float) -> th.Tensor: ...
 
 
-def _check(prediction: th.Tensor, target: th.Tensor, risk_aversion: float) -> float:
+#: |α| below this is α = 0 in the losses (½δ², exact to O(αδ) < 1e-15·|δ|): α² would underflow float32 (a NaN
+#: gradient through the unused branch), and under flush-to-zero even a normal α² of 1e-40 becomes 0
+TINY_ALPHA = 1e-15
+
+
+def _check(prediction: th.Tensor, target: th.Tensor, risk_aversion: float) -> tuple[float, th.Tensor]:
+    """α as a float (|α| < ``TINY_ALPHA`` as 0) and the target in the prediction's dtype, after the checks every
+    loss shares: same shapes, finite α, not empty, not float16."""
     if prediction.shape != target.shape:
         raise ValueError(
             f"prediction and target must have the same shape (no silent broadcasting), "
             f"got {tuple(prediction.shape)} and {tuple(target.shape)}"
         )
+    if prediction.numel() == 0:
+        raise ValueError("prediction and target are empty: a loss of no samples is undefined")
+    if prediction.dtype == th.float16:
+        raise ValueError(
+            "float16 cannot hold the losses (its largest number is 65504; e^{αδ} passes it at αδ = 11): use float32, "
+            "or bfloat16, whose losses are computed in float32"
+        )
     alpha = float(risk_aversion)
     if not math.isfinite(alpha):
         raise ValueError(f"risk_aversion must be a finite real number, got {risk_aversion!r}")
-    return alpha
+    return (0.0 if abs(alpha) < TINY_ALPHA else alpha), target.to(prediction.dtype)
+
+
+def _in_float32_for_bfloat16(loss: LossFn) -> LossFn:
+    """Compute a loss of bfloat16 inputs in float32 and return it in bfloat16 (bf16's 8-bit mantissa would round
+    the series and the cancelling differences away; its range, float32's, holds the result)."""
+
+    @functools.wraps(loss)
+    def wrapped(prediction: th.Tensor, target: th.Tensor, risk_aversion: float = 0.0) -> th.Tensor:
+        if prediction.dtype == th.bfloat16:
+            return loss(prediction.float(), target.float(), risk_aversion).to(th.bfloat16)
+        return loss(prediction, target, risk_aversion)
+
+    return wrapped
 
 
 def _horner(x: th.Tensor, coeffs: list[float]) -> th.Tensor:
@@ -107,6 +139,7 @@ def _horner(x: th.Tensor, coeffs: list[float]) -> th.Tensor:
     return out
 
 
+@_in_float32_for_bfloat16
 def mse(prediction: th.Tensor, target: th.Tensor, risk_aversion: float = 0.0) -> th.Tensor:
     """Squared error ½ δ², δ = prediction − target; ``risk_aversion`` is accepted and ignored.
 
@@ -115,11 +148,12 @@ def mse(prediction: th.Tensor, target: th.Tensor, risk_aversion: float = 0.0) ->
     :param risk_aversion: unused (kept for the uniform signature).
     :return: per-sample loss, shape ``(*)``.
     """
-    _check(prediction, target, risk_aversion)
+    _, target = _check(prediction, target, risk_aversion)
     delta = prediction - target
     return 0.5 * delta * delta
 
 
+@_in_float32_for_bfloat16
 def itakura_saito(prediction: th.Tensor, target: th.Tensor, risk_aversion: float) -> th.Tensor:
     """Itakura-Saito loss ℓ = (e^{αδ} − αδ − 1)/α², δ = prediction − target (IS paper, SPEC §2).
 
@@ -135,7 +169,7 @@ def itakura_saito(prediction: th.Tensor, target: th.Tensor, risk_aversion: float
     :param risk_aversion: α, any finite real (negative: risk seeking).
     :return: per-sample loss, shape ``(*)``.
     """
-    alpha = _check(prediction, target, risk_aversion)
+    alpha, target = _check(prediction, target, risk_aversion)
     delta = prediction - target
     if alpha == 0.0:
         return 0.5 * delta * delta
@@ -152,6 +186,7 @@ def itakura_saito(prediction: th.Tensor, target: th.Tensor, risk_aversion: float
     return th.where(small, series, closed)
 
 
+@_in_float32_for_bfloat16
 def exponential_mse(prediction: th.Tensor, target: th.Tensor, risk_aversion: float) -> th.Tensor:
     """Exponential MSE ℓ = (e^{−α·prediction} − e^{−α·target})²/(2α²) (SPEC §2).
 
@@ -165,7 +200,7 @@ def exponential_mse(prediction: th.Tensor, target: th.Tensor, risk_aversion: flo
     :param risk_aversion: α, any finite real.
     :return: per-sample loss, shape ``(*)`` (may be inf where e^{−2α·target} overflows).
     """
-    alpha = _check(prediction, target, risk_aversion)
+    alpha, target = _check(prediction, target, risk_aversion)
     delta = prediction - target
     if alpha == 0.0:
         return 0.5 * delta * delta
@@ -219,6 +254,7 @@ class _SoftplusLossFn(th.autograd.Function):
         return grad_output * 2.0 * delta * th.sigmoid(alpha * delta), None
 
 
+@_in_float32_for_bfloat16
 def softplus_loss(prediction: th.Tensor, target: th.Tensor, risk_aversion: float) -> th.Tensor:
     """Softplus (Delétang-style) loss whose gradient is 2δ·sigmoid(αδ) (SPEC §2).
 
@@ -232,7 +268,7 @@ def softplus_loss(prediction: th.Tensor, target: th.Tensor, risk_aversion: float
     :param risk_aversion: α, any finite real.
     :return: per-sample loss, shape ``(*)``.
     """
-    alpha = _check(prediction, target, risk_aversion)
+    alpha, target = _check(prediction, target, risk_aversion)
     delta = prediction - target
     if alpha == 0.0:
         return 0.5 * delta * delta

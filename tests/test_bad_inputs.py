@@ -71,7 +71,7 @@ API_CASES: list[tuple[str, Callable[[], object], str]] = [
     ("grid action 2.5", lambda: (e := _grid()).reset() and e.step(2.5), "action must be an integer in 0..4"),
     ("grid action [1, 2]", lambda: (e := _grid()).reset() and e.step(np.array([1, 2])), "action must be an integer"),
     ("grid action inf", lambda: (e := _grid()).reset() and e.step(np.inf), "action must be an integer"),
-    ("grid action True", lambda: (e := _grid()).reset() and e.step(np.array(5)), "action must be an integer"),
+    ("grid action 5", lambda: (e := _grid()).reset() and e.step(np.array(5)), "action must be an integer"),
     ("Enders' κ step negative",
      lambda: DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", ent_coef_zero_at_step=-1), "ent_coef_zero_at_step"),
     # issue 22: every hyperparameter of every agent, at construction, naming the parameter and its range

@@ -325,3 +325,36 @@ def test_actor_loss_at_a_tiny_alpha_has_the_risk_neutral_gradient_and_stays_fini
     assert x.grad is not None and th.isfinite(x.grad).all()
     exact = -th.exp(-alpha * x.detach().double() - (-alpha * x.detach().double()).max())
     assert th.allclose(x.grad.double(), exact, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["mse", "is", "emse", "sp"])
+def test_losses_keep_the_predictions_dtype_refuse_empty_and_float16_and_take_bfloat16(name: str) -> None:
+    from is_sb3.losses import critic_loss
+
+    p32 = th.tensor([0.5, -1.0, 3.0], requires_grad=True)
+    y64 = th.tensor([0.0, 0.5, 1.0], dtype=th.float64)
+    assert critic_loss(name, p32, y64, 1.0, "none").dtype == th.float32  # a float64 target does not promote
+    with pytest.raises(ValueError, match="empty"):
+        critic_loss(name, th.zeros(0), th.zeros(0), 1.0)
+    with pytest.raises(ValueError, match="float16"):
+        critic_loss(name, th.zeros(3, dtype=th.float16), th.zeros(3, dtype=th.float16), 1.0)
+    # bfloat16: computed in float32, returned in bfloat16, finite where float16 overflowed (αδ = 20)
+    pb, yb = th.tensor([20.0, 0.1], dtype=th.bfloat16), th.zeros(2, dtype=th.bfloat16)
+    out = critic_loss(name, pb, yb, 1.0, "none")
+    ref = critic_loss(name, pb.float(), yb.float(), 1.0, "none")
+    assert out.dtype == th.bfloat16 and th.isfinite(out).all() and th.equal(out, ref.to(th.bfloat16))
+
+
+@pytest.mark.parametrize("alpha", [1e-320, 1e-200, 1e-20, -1e-16])
+@pytest.mark.parametrize("name", ["is", "emse", "sp"])
+def test_losses_at_a_vanishing_alpha_are_half_delta_squared_with_finite_gradients(name: str, alpha: float) -> None:
+    """α = 1e-320 gave a NaN gradient: α² underflowed and the unused branch's inf met a zero mask."""
+    from is_sb3.losses import critic_loss
+
+    for dtype in (th.float32, th.float64):
+        p = th.tensor([0.3, -2.0, 5.0], dtype=dtype, requires_grad=True)
+        loss = critic_loss(name, p, th.zeros(3, dtype=dtype), alpha, "none")
+        loss.sum().backward()
+        assert p.grad is not None and th.isfinite(p.grad).all()
+        assert th.allclose(loss.detach(), 0.5 * p.detach() ** 2, rtol=1e-6)
+        assert th.allclose(p.grad, p.detach(), rtol=1e-6)
