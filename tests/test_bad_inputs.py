@@ -20,8 +20,8 @@ AC = {"eval_freq": 0, "torch_compile": False, "device": "cpu", "batch_size": 16}
 QP = "is_envs/QuadraticPenalty-v0"
 
 
-def _ac(**kwargs: Any) -> RiskAC:
-    return RiskAC("MlpPolicy", QP, **{**AC, **kwargs})
+def _ac(env: Any = QP, **kwargs: Any) -> RiskAC:
+    return RiskAC("MlpPolicy", env, **{**AC, **kwargs})
 
 
 def _grid(**kwargs: Any) -> object:
@@ -64,6 +64,9 @@ API_CASES: list[tuple[str, Callable[[], object], str]] = [
     ("sigma = 1e200", lambda: gym.make("is_envs/OptionHedging-v0", sigma=1e200), r"sigma must be in \(0, 1e\+06\]"),
     ("mu = 1e308", lambda: gym.make("is_envs/BachelierTrading-v0", mu=1e308), "mu must be in"),
     ("s0 = 1e300", lambda: gym.make("is_envs/QuadraticPenalty-v0", s0=1e300), "s0 must be in"),
+    ("RiskAC on a VecEnv of 4",
+     lambda: _ac(env=__import__("stable_baselines3.common.env_util", fromlist=["x"]).make_vec_env(QP, n_envs=4)),
+     "RiskAC trains on its task's simulator"),
     ("strike = -1e300", lambda: gym.make("is_envs/OptionHedging-v0", strike=-1e300), "strike must be in"),
     ("reset option typo", lambda: _grid().reset(options={"episod": 1}), "reset options must be among"),
     ("reset episode 1.5", lambda: _grid(episodes="gradient1").reset(options={"episode": 1.5}), "integer index"),

@@ -70,21 +70,53 @@ class BachelierEnv(gym.Env[np.ndarray, np.ndarray]):
     ## Arguments
     ``task`` (a :class:`BachelierTask`) or the task's keyword arguments (``horizon``, ``mu``,
     ``sigma``, ``s0``, ``max_position``, and ``strike`` for hedging). Invalid values raise
-    ``ValueError`` naming the parameter.
+    ``ValueError`` naming the parameter. ``render_mode``: None or "rgb_array" (an 80 × 160 image of the
+    episode so far: the price path in black, ±3σ√T around S_0 top to bottom, and the position held over each
+    period as a bar, blue long and red short, full height at ``max_position``; what SB3's ``make_vec_env``
+    asks for).
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 4}  # noqa: RUF012
     task_class: type[BachelierTask] = BachelierTask
 
-    def __init__(self, task: BachelierTask | None = None, **task_kwargs: Any) -> None:
+    def __init__(self, task: BachelierTask | None = None, render_mode: str | None = None, **task_kwargs: Any) -> None:
         super().__init__()
         if task is not None and task_kwargs:
             raise ValueError("pass either a task or its keyword arguments, not both")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.render_mode = render_mode
         self.task = task if task is not None else self.task_class(**task_kwargs)
         self.observation_space = observation_space()
         self.action_space = action_space(self.task)
         self.t = 0
         self.price = self.task.s0
+        self._prices: list[float] = [self.price]
+        self._positions: list[float] = []
+
+    def render(self) -> np.ndarray | None:
+        """The episode so far as an RGB image (``render_mode="rgb_array"``), else None."""
+        if self.render_mode != "rgb_array":
+            return None
+        height, width, band = 80, 160, 20  # price panel above, position band below
+        image = np.full((height, width, 3), 255, dtype=np.uint8)
+        horizon = self.task.horizon
+        scale = 3.0 * self.task.sigma * np.sqrt(horizon)
+        xs = np.round(np.arange(len(self._prices)) / horizon * (width - 1)).astype(int)
+        z = np.clip((np.asarray(self._prices) - self.task.s0) / scale, -1.0, 1.0)
+        ys = np.round((1.0 - z) / 2.0 * (height - band - 1)).astype(int)
+        image[(height - band) // 2, :] = (200, 200, 200)  # S_0
+        for i in range(len(xs)):  # the path: points joined by vertical segments
+            lo, hi = sorted((ys[i], ys[i - 1] if i else ys[i]))
+            image[lo : hi + 1, xs[i]] = 0
+            if i:
+                image[ys[i - 1], xs[i - 1] : xs[i] + 1] = 0
+        for i, a in enumerate(self._positions):
+            x0, x1 = xs[i], max(xs[i] + 1, xs[i + 1])
+            size = round(abs(a) / self.task.max_position * (band - 2))
+            colour = (40, 90, 200) if a >= 0 else (200, 50, 50)
+            image[height - size : height, x0:x1] = colour
+        return image
 
     def _obs(self) -> np.ndarray:
         x = float(np.clip(self.task.observe_price(self.price), -PRICE_OBS_BOUND, PRICE_OBS_BOUND))
@@ -98,6 +130,7 @@ class BachelierEnv(gym.Env[np.ndarray, np.ndarray]):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         self.t, self.price = 0, self.task.s0
+        self._prices, self._positions = [self.price], []
         return self._obs(), self._info()
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -114,6 +147,8 @@ class BachelierEnv(gym.Env[np.ndarray, np.ndarray]):
         s_next = self.price + self.task.mu + self.task.sigma * float(self.np_random.standard_normal())
         reward = float(self.task.reward(self.t, self.price, a, s_next))
         self.t, self.price = self.t + 1, s_next
+        self._prices.append(s_next)
+        self._positions.append(a)
         info = {**self._info(), "position": a, "action_clipped": a != requested}
         return self._obs(), reward, self.t == self.task.horizon, False, info
 

@@ -13,6 +13,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import polyak_update
+from stable_baselines3.common.vec_env import VecEnv
 
 from is_sb3.ac.compiled import CompiledIteration, supports_functional_step
 from is_sb3.ac.policies import RiskACPolicy
@@ -143,6 +144,11 @@ class RiskAC(BaseAlgorithm):
         ):
             check_integer(name, count, 0 if name == "eval_freq" else 2)
         task: RiskACTask | None = None
+        if isinstance(env, VecEnv) and env.num_envs != 1:
+            raise ValueError(
+                f"RiskAC trains on its task's simulator ({batch_size} transitions per iteration), not on env steps: "
+                f"pass the env, its id or the task itself, not a VecEnv of {env.num_envs} envs"
+            )
         if env is not None:  # a bare task is wrapped in an env: SB3 resets one once per learn()
             env = TaskEnv(env) if isinstance(env, RiskACTask) else make_env(env)
             task = find_task(env)

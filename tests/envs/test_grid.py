@@ -350,11 +350,26 @@ def test_make_vec_env_works_on_every_registered_env_and_the_grid_draws_rgb() -> 
 
     ids = [env_id for env_id in gym.registry if env_id.startswith("is_envs/")]
     assert "is_envs/ItemPickup-v0" in ids and len(ids) >= 4
+    import warnings
+
     for env_id in ids:
-        vec = make_vec_env(env_id, n_envs=2, seed=0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            vec = make_vec_env(env_id, n_envs=2, seed=0)
+        assert not [w for w in caught if "render_mode" in str(w.message)], env_id  # rgb_array is a mode of each
         vec.reset()
         vec.step(np.array([vec.action_space.sample() for _ in range(2)]))
+        assert vec.render(mode="rgb_array") is not None
         vec.close()
+    finance = gym.make("is_envs/OptionHedging-v0", render_mode="rgb_array")
+    finance.reset(seed=0)
+    for a in (0.5, 0.5, -1.0):
+        finance.step(np.array([a], dtype=np.float32))
+    img = finance.render()
+    assert img.shape == (80, 160, 3) and img.dtype == np.uint8
+    band = img[60:]
+    assert (band == (40, 90, 200)).all(axis=-1).any() and (band == (200, 50, 50)).all(axis=-1).any()  # long, short
+    assert (img[:60] == 0).all(axis=-1).sum() >= 3  # the price path
     env = gym.make("is_envs/ItemPickup-v0", render_mode="rgb_array")
     env.reset(seed=0)
     env.step(2)  # right: the agent leaves the depot for (2, 1)
