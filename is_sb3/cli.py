@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--ray-address",
         default=None,
-        help="run on the Ray cluster at this address (HEAD_IP:6379, 'auto', ray://...); needs is-rl[ray]",
+        help="run on the Ray cluster at this address (HEAD_IP:6379, 'auto', ray://...); needs Ray "
+        "(pip install -e '.[ray]' in the repository)",
     )
     s.add_argument(
         "--out", default=None, help="sweep folder (default: a new sweeps/sweep_<N>; one run folder per job, "

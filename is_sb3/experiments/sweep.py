@@ -88,7 +88,7 @@ def _run_on_ray(jobs: list[dict[str, Any]], address: str, threads: int = 1) -> l
     try:
         import ray
     except ImportError:
-        raise ExperimentError("--ray-address needs Ray: pip install 'is-rl[ray]'") from None
+        raise ExperimentError("--ray-address needs Ray: pip install -e '.[ray]' (in the repository)") from None
     host, sep, port = address.rpartition(":")
     if sep and host and "://" not in address and port.isdigit():  # host:port: fail fast (Ray retries for minutes)
         try:
