@@ -1,4 +1,4 @@
-"""Loss-landscape diagnostics (SPEC §6): Hessian spectra, conditioning, the field notes' operators.
+"""Loss-landscape diagnostics: Hessian spectra, conditioning, the field notes' operators.
 
 - :func:`hessian_eigenvalues`: top-k / bottom-k eigenvalues of the Hessian of any scalar loss with
   respect to a module's parameters, by Lanczos (scipy's ``eigsh``) on Hessian-vector products

@@ -1,4 +1,4 @@
-"""Critic losses for entropic (exponential-utility) reinforcement learning (SPEC §2).
+"""Critic losses for entropic (exponential-utility) reinforcement learning.
 
 Every loss has the signature ``(prediction, target, risk_aversion) -> per-sample loss``:
 
@@ -155,7 +155,7 @@ def mse(prediction: th.Tensor, target: th.Tensor, risk_aversion: float = 0.0) ->
 
 @_in_float32_for_bfloat16
 def itakura_saito(prediction: th.Tensor, target: th.Tensor, risk_aversion: float) -> th.Tensor:
-    """Itakura-Saito loss ℓ = (e^{αδ} − αδ − 1)/α², δ = prediction − target (IS paper, SPEC §2).
+    """Itakura-Saito loss ℓ = (e^{αδ} − αδ − 1)/α², δ = prediction − target (IS paper).
 
     It is the Itakura-Saito divergence of x = e^{−α·target} from y = e^{−α·prediction}, so it
     depends on the value only through δ (translation invariant). The minimiser over a constant
@@ -188,7 +188,7 @@ def itakura_saito(prediction: th.Tensor, target: th.Tensor, risk_aversion: float
 
 @_in_float32_for_bfloat16
 def exponential_mse(prediction: th.Tensor, target: th.Tensor, risk_aversion: float) -> th.Tensor:
-    """Exponential MSE ℓ = (e^{−α·prediction} − e^{−α·target})²/(2α²) (SPEC §2).
+    """Exponential MSE ℓ = (e^{−α·prediction} − e^{−α·target})²/(2α²).
 
     Written as ½ e^{−2α·target} δ² φ(−αδ)² with φ(z) = expm1(z)/z, which is the same number but
     keeps full precision for tiny |α| (α = 0 gives ½δ² exactly). Its gradient is e^{−2αV} times the
@@ -256,7 +256,7 @@ class _SoftplusLossFn(th.autograd.Function):
 
 @_in_float32_for_bfloat16
 def softplus_loss(prediction: th.Tensor, target: th.Tensor, risk_aversion: float) -> th.Tensor:
-    """Softplus (Delétang-style) loss whose gradient is 2δ·sigmoid(αδ) (SPEC §2).
+    """Softplus (Delétang-style) loss whose gradient is 2δ·sigmoid(αδ).
 
     ℓ = (2δ/α) softplus(αδ) + (2/α²) Li₂(−e^{αδ}) + π²/(6α²). Its minimiser equals the certainty
     equivalent only for Gaussian targets (biased on skewed ones); it is non-convex for αδ < −1.2785.

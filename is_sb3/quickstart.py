@@ -1,4 +1,4 @@
-"""The main job: a short risk-averse training run on the quadratic-penalty task (SPEC §4.2).
+"""The main job: a short risk-averse training run on the quadratic-penalty task.
 
     python -m is_sb3.quickstart [--iterations 20000] [--critic-loss is] [--risk-aversion 2.0]
                                 [--tensorboard-log runs] [--device auto] [--seed 0]

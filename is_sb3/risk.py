@@ -1,4 +1,4 @@
-"""Entropic certainty equivalents and risk helpers (SPEC §1).
+"""Entropic certainty equivalents and risk helpers.
 
 ``CE_α[X] = −(1/α) log E[exp(−α X)]`` with α the risk aversion (α > 0 averse, α < 0 seeking,
 ``CE_0[X] = E[X]``); the entropic risk is ``−CE_α``. Everything is computed through log-sum-exp

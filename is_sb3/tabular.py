@@ -1,6 +1,6 @@
 """Tabular entropic RL: exact finite-horizon dynamic programming and stochastic approximation.
 
-The stochastic-approximation rules of SPEC §2 are stochastic gradient steps on the per-sample
+The stochastic-approximation rules of the four losses are stochastic gradient steps on the per-sample
 critic losses of :mod:`is_sb3.losses`, V ← V − η ∂ℓ(V, y)/∂V with δ = V − y and e = −δ:
 
 =========  =====================================  ===========================
@@ -115,7 +115,7 @@ def _log(p: np.ndarray) -> np.ndarray:
 def solve_entropic_dp(
     mdp: FiniteHorizonMDP, risk_aversion: float, policy: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact entropic Bellman recursion (SPEC §1, γ = 1).
+    """Exact entropic Bellman recursion (γ = 1).
 
     Without ``policy``: optimal control, Q_t(s, a) = CE_α over s' of [r + V_{t+1}(s')] and
     V_t(s) = max_a Q_t(s, a). With ``policy`` π: evaluation, V_t(s) = CE_α jointly over a ~ π and s'

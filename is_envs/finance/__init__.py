@@ -1,4 +1,4 @@
-"""Bachelier trading tasks (SPEC §4): one dynamics core, three front ends, reference solutions."""
+"""Bachelier trading tasks: one dynamics core, three front ends, reference solutions."""
 
 from is_envs.finance.dynamics import (
     BachelierTask,

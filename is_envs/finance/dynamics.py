@@ -1,4 +1,4 @@
-"""The discrete-time Bachelier core (SPEC §4): parameters, transitions and rewards.
+"""The discrete-time Bachelier core: parameters, transitions and rewards.
 
 One core serves every front end: the Gymnasium env (Python floats), the SB3 vector env (numpy
 arrays) and the batched torch simulator (tensors on any device, differentiable in the action).
@@ -139,7 +139,7 @@ class BachelierTask:
 
 @dataclass(frozen=True)
 class GaussianReturnTask(BachelierTask):
-    """SPEC §4.1: r = a (S_{t+1} − S_t); μ = 0.03, σ = 1 by default. No terminal cost."""
+    """r = a (S_{t+1} − S_t); μ = 0.03, σ = 1 by default. No terminal cost."""
 
     mu: float = 0.03
     sigma: float = 1.0
@@ -148,7 +148,7 @@ class GaussianReturnTask(BachelierTask):
 
 @dataclass(frozen=True)
 class QuadraticPenaltyTask(BachelierTask):
-    """SPEC §4.2: trading plus a terminal penalty −½ (S_T − S_0)²; μ = 0, σ² = 0.1 by default."""
+    """trading plus a terminal penalty −½ (S_T − S_0)²; μ = 0, σ² = 0.1 by default."""
 
     mu: float = 0.0
     sigma: float = field(default=math.sqrt(0.1))
@@ -159,7 +159,7 @@ class QuadraticPenaltyTask(BachelierTask):
         return 0.5 * x * x
 
     def check_solvable(self, risk_aversion: float) -> None:
-        """Refuse k = ασ² ≥ 1: the CE of every policy is −∞ there (E[exp(α·penalty)] is infinite; SPEC §4.2)."""
+        """Refuse k = ασ² ≥ 1: the CE of every policy is −∞ there (E[exp(α·penalty)] is infinite)."""
         k = risk_aversion * self.sigma**2
         if k >= 1:
             raise ValueError(
@@ -188,7 +188,7 @@ class QuadraticPenaltyTask(BachelierTask):
 
 @dataclass(frozen=True)
 class OptionHedgingTask(BachelierTask):
-    """SPEC §4.3: short one European call, payoff −max(S_T − K, 0) at T; μ = 0, σ² = 0.1, K = S_0.
+    """short one European call, payoff −max(S_T − K, 0) at T; μ = 0, σ² = 0.1, K = S_0.
 
     :param strike: strike K; ``None`` means at the money (K = S_0).
     """

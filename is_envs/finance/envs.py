@@ -1,4 +1,4 @@
-"""Gymnasium front end of the Bachelier tasks (SPEC §4)."""
+"""Gymnasium front end of the Bachelier tasks."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def action_space(task: BachelierTask) -> spaces.Box:
 
 
 class BachelierEnv(gym.Env[np.ndarray, np.ndarray]):
-    """Trading in a discrete-time Bachelier market (SPEC §4); the task sets the terminal cost.
+    """Trading in a discrete-time Bachelier market; the task sets the terminal cost.
 
     ## Description
     The price follows S_{t+1} = S_t + Z_{t+1}, Z ~ N(μ, σ²) i.i.d. At each of T periods the agent
@@ -48,7 +48,7 @@ class BachelierEnv(gym.Env[np.ndarray, np.ndarray]):
     ## Action space
     ``Box(-max_position, max_position, (1,), float32)``: the position a (shares held over (t, t+1]).
     Actions outside the box are clipped to it. The default bound (10 shares; 2 for hedging) is far
-    above every optimal position of the SPEC's tasks (μ/(ασ²) = 0.03 at α = 1, S_t − S_0 of order
+    above every optimal position of the shipped tasks (μ/(ασ²) = 0.03 at α = 1, S_t − S_0 of order
     σ√T ≈ 1, a hedge ratio in [0, 1]); raise it for smaller risk aversions.
 
     ## Observation space
@@ -154,15 +154,15 @@ class BachelierEnv(gym.Env[np.ndarray, np.ndarray]):
 
 
 class BachelierTradingEnv(BachelierEnv):
-    __doc__ = "Gaussian-return trading task (SPEC §4.1).\n\n" + (BachelierEnv.__doc__ or "")
+    __doc__ = "Gaussian-return trading task.\n\n" + (BachelierEnv.__doc__ or "")
     task_class = GaussianReturnTask
 
 
 class QuadraticPenaltyEnv(BachelierEnv):
-    __doc__ = "Trading with a quadratic terminal penalty (SPEC §4.2).\n\n" + (BachelierEnv.__doc__ or "")
+    __doc__ = "Trading with a quadratic terminal penalty.\n\n" + (BachelierEnv.__doc__ or "")
     task_class = QuadraticPenaltyTask
 
 
 class OptionHedgingEnv(BachelierEnv):
-    __doc__ = "Hedging a short European call (SPEC §4.3).\n\n" + (BachelierEnv.__doc__ or "")
+    __doc__ = "Hedging a short European call.\n\n" + (BachelierEnv.__doc__ or "")
     task_class = OptionHedgingTask

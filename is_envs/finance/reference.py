@@ -1,4 +1,4 @@
-"""Reference solutions of the Bachelier tasks: closed forms and an entropic dynamic program (SPEC §4).
+"""Reference solutions of the Bachelier tasks: closed forms and an entropic dynamic program.
 
 ``reference_solution(env_or_id, risk_aversion)`` is the one source of truth for "the right answer":
 tests, callbacks and benchmarks all ask it. It returns an object with vectorised
@@ -100,7 +100,7 @@ def _check_times(task: BachelierTask, t: Any) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ClosedForm:
-    """The analytic solutions of SPEC §4.1–4.3 (hedging: α = 0 only)."""
+    """The analytic solutions of the three tasks (hedging: α = 0 only)."""
 
     task: BachelierTask
     risk_aversion: float
@@ -136,7 +136,7 @@ class ClosedForm:
 
 
 class DynamicProgram:
-    """Entropic dynamic program on a price grid (SPEC §4.3), for any Bachelier task and α > 0.
+    """Entropic dynamic program on a price grid, for any Bachelier task and α > 0.
 
     V_T = −terminal_cost; V_t(S_i) = max_a CE_α[a Z + V_{t+1}(S_i + Z)] for every grid node S_i.
     The law of Z is discretised on the grid's own lattice (Z = μ + k·h... as offsets k·h, weights

@@ -1,4 +1,4 @@
-"""Batched torch simulator of the Bachelier tasks, on any device and dtype (SPEC §4.4).
+"""Batched torch simulator of the Bachelier tasks, on any device and dtype.
 
 Everything stays on ``device``: random numbers come from a ``torch.Generator`` on that device, so a
 training loop never copies between host and device. Rewards come from the task's one formula

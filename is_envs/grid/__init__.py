@@ -1,4 +1,4 @@
-"""The item pick-up grid of Enders et al. (SPEC §5): env, item sources, greedy baseline, evaluation."""
+"""The item pick-up grid of Enders et al.: env, item sources, greedy baseline, evaluation."""
 
 from is_envs.grid.distributions import DEPOT, DISTRIBUTIONS, TOTAL_RATE, distribution, validate_probabilities
 from is_envs.grid.env import ItemPickupEnv

@@ -1,10 +1,10 @@
-"""The item pick-up rules (SPEC §5), for a batch of episodes stepped in lock step (numpy).
+"""The item pick-up rules, for a batch of episodes stepped in lock step (numpy).
 
 The Gymnasium env is this core with a batch of one; the batched evaluator runs thousands of
 episodes through the same code. State per episode: agent position, load (0/1), and the age of
 the waiting item on every cell (−1: no item).
 
-One step, in the SPEC's order:
+One step, in this order:
 1. t += 1 (the episode terminates when t = 200);
 2. move (0 stay, 1 up, 2 right, 3 down, 4 left); −1 if the position changed (a wall bump costs 0);
 3. if empty and an item lies on the agent's cell: pick it up (+7.5); **else if** loaded and on the

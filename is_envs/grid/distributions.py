@@ -1,4 +1,4 @@
-"""The twelve spatial item distributions of Enders et al. (SPEC §5), and validation of user grids.
+"""The twelve spatial item distributions of Enders et al., and validation of user grids.
 
 Each distribution is a 5×5 grid of per-step spawn probabilities with the depot's cell at 0 and the
 other 24 cells summing to ``TOTAL_RATE`` = 0.24 (on average 0.24 items per step).

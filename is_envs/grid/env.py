@@ -1,4 +1,4 @@
-"""Gymnasium front end of the item pick-up grid (SPEC §5)."""
+"""Gymnasium front end of the item pick-up grid."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ __all__ = ["ItemPickupEnv"]
 
 
 class ItemPickupEnv(gym.Env[np.ndarray, np.int64]):
-    """Stochastic item pick-up on a 5×5 warehouse grid (Enders et al. 2024; SPEC §5).
+    """Stochastic item pick-up on a 5×5 warehouse grid (Enders et al. 2024).
 
     ## Description
     Items appear on the grid at random; the agent carries one at a time from its cell to the depot

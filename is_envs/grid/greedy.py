@@ -1,4 +1,4 @@
-"""The greedy baseline of Enders et al. (SPEC §5), acting from the observation alone."""
+"""The greedy baseline of Enders et al., acting from the observation alone."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 ``spawns[e, k, r, c]`` is True when an item arrives at cell (r, c) at step k + 1 of episode e.
 Two sources share that interface: :class:`ProbabilityGrid` draws fresh episodes with a seeded
-generator, :class:`EpisodeTable` serves Enders' released episodes (SPEC §5), loaded once. The twelve
+generator, :class:`EpisodeTable` serves Enders' released episodes, loaded once. The twelve
 released tables ship with the package (``is_envs/grid/data/``, format and MIT notice in its README) and
 are found by distribution name: :func:`released_episodes`.
 """

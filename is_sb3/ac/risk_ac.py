@@ -35,7 +35,7 @@ class RiskAC(BaseAlgorithm):
     """Risk-averse actor-critic with a state-value critic and a deterministic actor (IS paper §4.1).
 
     Each iteration draws ``batch_size`` transitions from the task's batched simulator on the model's
-    device (t ~ U{0..T−1}, S_t from its exact marginal, a fresh increment; SPEC §4.4), then
+    device (t ~ U{0..T−1}, S_t from its exact marginal, a fresh increment), then
 
     - **critic**: one optimizer step on ``critic_loss``(V_θ(s), r(s, π(s), s') + V_θ̄(s')) with α =
       ``risk_aversion`` (the target detached, V(s') = 0 at t + 1 = T);

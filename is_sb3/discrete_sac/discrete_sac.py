@@ -1,4 +1,4 @@
-"""DiscreteRiskSAC: discrete-action soft actor-critic with entropic critics (SPEC §5; Enders et al.)."""
+"""DiscreteRiskSAC: discrete-action soft actor-critic with entropic critics (Enders et al.)."""
 
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ class RiskSAC(ResumableOffPolicy, SAC):
     """SAC with an entropic critic: the twin critics regress on the usual soft target
     y = r + γ(1 − d)(min_i Q̄_i(s', a') − κ log π(a'|s')), a' ~ π(·|s') (one sample), with the loss
     ``critic_loss`` at risk aversion α instead of the squared error. With the "is" loss and γ = 1 the
-    critics learn Q(s, a) = CE_α[r + Q(s', a')] jointly over s' and a' (SPEC §1); with γ < 1 this is
+    critics learn Q(s, a) = CE_α[r + Q(s', a')] jointly over s' and a'; with γ < 1 this is
     the fixed-level approximation of Enders et al.
 
     Everything else (actor, entropy tuning, replay, Polyak targets, policies "MlpPolicy",
