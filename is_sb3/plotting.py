@@ -71,23 +71,31 @@ def plot_value_policy(model: Any, path: Path) -> None:
 
 def plot_shift_heatmap(table: dict[str, Any], path: Path, policy_name: str = "policy", source: str = "") -> None:
     """One row of cells, one per distribution, coloured on one scale (return ÷ greedy, with a colour bar) and
-    labelled with the mean return; the title names the policy and the episodes."""
+    labelled with the mean return; for greedy itself (every ratio 1) the cells show the returns on their own
+    scale instead. The title names the policy and the episodes."""
     plt = pyplot()
 
     names = list(table)
     ratio = np.array([[table[n]["relative_to_greedy"] for n in names]])
+    absolute = bool(np.allclose(ratio, 1.0))  # greedy itself (or its equal): the returns, not a row of ×1.00
+    values = np.array([[table[n]["mean_return"] for n in names]]) if absolute else ratio
     fig, ax = plt.subplots(figsize=(13, 2.6))
-    image = ax.imshow(ratio, aspect="auto", cmap="viridis", vmin=min(0.0, float(np.nanmin(ratio))),
-                      vmax=max(1.0, float(np.nanmax(ratio))))  # fmt: skip
+    low, high = (float(np.nanmin(values)), float(np.nanmax(values))) if absolute else (
+        min(0.0, float(np.nanmin(ratio))), max(1.0, float(np.nanmax(ratio))))  # fmt: skip
+    image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=low, vmax=high)
     for i, name in enumerate(names):
         row = table[name]
-        text = f"{row['mean_return']:.1f}\n(greedy {row['greedy_mean_return']:.1f})\n×{row['relative_to_greedy']:.2f}"
-        red, green, blue, _ = image.cmap(image.norm(row["relative_to_greedy"]))
+        if absolute:
+            text = f"{row['mean_return']:.1f}"
+        else:
+            greedy = f"(greedy {row['greedy_mean_return']:.1f})"
+            text = f"{row['mean_return']:.1f}\n{greedy}\n×{row['relative_to_greedy']:.2f}"
+        red, green, blue, _ = image.cmap(image.norm(values[0, i]))
         ink = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"  # readable on the cell
         ax.text(i, 0, text, ha="center", va="center", color=ink, fontsize=8)
     ax.set_yticks([])
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=9)
-    fig.colorbar(image, ax=ax, label="mean return ÷ greedy's", pad=0.01)
+    fig.colorbar(image, ax=ax, label="mean return per episode" if absolute else "mean return ÷ greedy's", pad=0.01)
     fig.suptitle(
         f"Item pick-up: {policy_name} on the twelve distributions ({source}; gradient1 = training distribution)",
         fontsize=10,

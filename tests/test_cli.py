@@ -133,12 +133,15 @@ def test_sweep_on_the_local_pool(tmp_path: Path) -> None:
 def test_grid_table_for_the_greedy_baseline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["evaluate", "greedy", "--episodes", "4", "--episodes-dir", "generated", "--plots", str(tmp_path)]
     assert main(argv) == 0
-    table = json.loads(capsys.readouterr().out)
+    out = json.loads(capsys.readouterr().out)
+    table = out["table"]
     assert len(table) == 12 and all(row["relative_to_greedy"] == 1.0 for row in table.values())
     assert {row["episodes"] for row in table.values()} == {"4 generated"}
-    assert (tmp_path / "shift_table.png").is_file()
+    assert out["plot"] == str(tmp_path / "shift_table.png") and (tmp_path / "shift_table.png").is_file()
     assert main(["evaluate", "greedy"]) == 0  # default: the released episodes shipped with the package
-    table = json.loads(capsys.readouterr().out)
+    out = json.loads(capsys.readouterr().out)
+    assert out["plot"] is None and out["policy"] == "greedy"
+    table = out["table"]
     assert table["gradient1"]["episodes"] == "released test"
     assert table["gradient1"]["greedy_mean_return"] == pytest.approx(215.06, abs=0.01)  # SPEC §5
 
@@ -180,7 +183,7 @@ def test_grid_model_trains_and_gets_the_twelve_distribution_table(
     assert main(argv) == 0
     capsys.readouterr()
     assert main(["evaluate", str(run / "model.zip"), "--episodes", "2", "--episodes-dir", "generated"]) == 0
-    table = json.loads(capsys.readouterr().out)
+    table = json.loads(capsys.readouterr().out)["table"]
     assert len(table) == 12 and all("relative_to_greedy" in row for row in table.values())
 
 

@@ -88,14 +88,17 @@ def evaluate_risk_ac(model: Any, plots: Path | None) -> dict[str, Any]:
 def evaluate_grid(
     policy: Any, episodes_dir: Path | None, n_episodes: int, plots: Path | None, policy_name: str = "policy"
 ) -> dict[str, Any]:
-    """The twelve-distribution table of :func:`is_envs.grid.shift_table`, plus its heat map."""
+    """The twelve-distribution table of :func:`is_envs.grid.shift_table` (``table``: per distribution the mean
+    return, greedy's and the ratio), the policy's name, the episodes, and the heat map's path (``plot``)."""
     from is_envs.grid import shift_table
 
     table = shift_table(policy, episodes_dir, n_episodes)
+    source = "released test episodes" if episodes_dir is not None else f"{n_episodes} generated episodes each"
+    plot = None
     if plots is not None:
-        source = "released test episodes" if episodes_dir is not None else f"{n_episodes} generated episodes each"
-        plot_shift_heatmap(table, plots / "shift_table.png", policy_name, source)
-    return table
+        plot = plots / "shift_table.png"
+        plot_shift_heatmap(table, plot, policy_name, source)
+    return {"policy": policy_name, "episodes": source, "table": table, "plot": str(plot) if plot else None}
 
 
 def evaluate_model(
