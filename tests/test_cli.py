@@ -325,3 +325,31 @@ def test_num_threads_sets_torchs_threads_for_the_command_and_each_pool_worker(
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--env", ENV, "--num-threads", "0"])
     assert exit_info.value.code == 2
+
+
+def test_train_json_holds_real_numbers_mappings_and_integer_counts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No reprs and no numbers as strings: 3e-4 is a float (YAML 1.2), the schedule a mapping, counts integers."""
+    argv = ["train", "--env", ENV, "--timesteps", "3", "--out", str(tmp_path / "a"), "--no-progress-bar",
+            "--tensorboard-log", str(tmp_path / "tb"), "--hyperparams", *TINY, "torch_compile=false",
+            "max_grad_norm=1e1"]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert isinstance(result["learning_rate"], dict) and result["learning_rate"]["lr"] == 1e-4
+    assert result["max_grad_norm"] == 10.0 and isinstance(result["max_grad_norm"], float)
+    assert isinstance(result["timesteps"], int) and isinstance(result["n_timesteps"], int)
+    assert json.loads((tmp_path / "a" / "result.json").read_text()) == result
+    argv = ["train", "--algo", "risk_sac", "--env", ENV, "--timesteps", "20", "--out", str(tmp_path / "b"),
+            "--no-progress-bar", "--hyperparams", "learning_starts=10", "batch_size=8",
+            "learning_rate=3e-4"]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["learning_rate"] == 3e-4 and isinstance(result["episodes"], int)
+
+
+def test_every_number_in_a_yaml_value_is_a_number() -> None:
+    from is_sb3.experiments.config import yaml_load
+
+    assert yaml_load("a: 3e-4\nb: 1E5\nc: -2.5e+3\nd: .5\ne: 7\nf: 1e") == {
+        "a": 3e-4, "b": 1e5, "c": -2500.0, "d": 0.5, "e": 7, "f": "1e"}  # fmt: skip
