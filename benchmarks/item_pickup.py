@@ -529,7 +529,8 @@ def _plot(groups: dict[tuple[str, float, float], list[dict[str, Any]]], path: st
             for row, (field, _, _) in enumerate(curves):
                 histories = [run.get(field) or [] for run in group]
                 n = min(len(h) for h in histories)
-                if n == 0:
+                if n == 0:  # every panel names the same agents: a run without this validation says so
+                    axes[row, col].plot([], [], color=colours[key], ls=":", label=f"{label}: not recorded")
                     continue
                 steps = np.array([s for s, _ in histories[0][:n]])
                 values = np.array([[v for _, v in h[:n]] for h in histories])
@@ -545,6 +546,9 @@ def _plot(groups: dict[tuple[str, float, float], list[dict[str, Any]]], path: st
                     if xy:
                         axes[row, col].plot(*zip(*xy, strict=True), color=colours[key], lw=0.8,
                                             label=f"{label} seed {run['seed']}")  # fmt: skip
+                    else:  # every panel names the same agents: an untraced run says so
+                        axes[row, col].plot([], [], color=colours[key], lw=0.8, ls=":",
+                                            label=f"{label} seed {run['seed']}: not traced")  # fmt: skip
         kappa_off = {group[0].get("kappa_off") for key, group in groups.items() if key[2] == gamma}
         for row, (_, name, what) in enumerate(curves):
             ax = axes[row, col]
