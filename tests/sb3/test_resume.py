@@ -7,10 +7,7 @@ SIGINT during a training step, exit 130, ``--resume``. Loading runs no code from
 
 from __future__ import annotations
 
-import base64
-import json
 import signal
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +120,9 @@ def test_ctrl_c_then_resume_through_the_cli_equals_the_uninterrupted_run(
 
 
 @pytest.mark.parametrize(("cls", "env_id", "extra"), CASES, ids=["risk_sac", "discrete_risk_sac", "discrete_bf16"])
-def test_loading_runs_nothing_from_the_file(cls: Any, env_id: str, extra: dict[str, Any], tmp_path: Path) -> None:
+def test_loading_runs_nothing_from_the_file(
+    cls: Any, env_id: str, extra: dict[str, Any], tmp_path: Path, craft_pickle: Any
+) -> None:
     model = _make(cls, env_id, extra)
     model.save(tmp_path / "m.zip")
     loaded = cls.load(tmp_path / "m.zip", device="cpu")  # every pickled entry rebuilt from readable fields
@@ -133,22 +132,8 @@ def test_loading_runs_nothing_from_the_file(cls: Any, env_id: str, extra: dict[s
     # a crafted entry whose unpickling would create a marker file
     marker = tmp_path / "marker"
 
-    class Payload:
-        def __reduce__(self) -> tuple[Any, ...]:
-            return (Path.touch, (marker,))
-
-    import cloudpickle
-
     crafted = tmp_path / "crafted.zip"
-    with zipfile.ZipFile(tmp_path / "m.zip") as src, zipfile.ZipFile(crafted, "w") as dst:
-        for item in src.infolist():
-            content = src.read(item.filename)
-            if item.filename == "data":
-                data = json.loads(content)
-                payload = base64.b64encode(cloudpickle.dumps(Payload())).decode()
-                data["policy_kwargs"] = {":type:": "<class 'dict'>", ":serialized:": payload}
-                content = json.dumps(data).encode()
-            dst.writestr(item, content)
+    craft_pickle(tmp_path / "m.zip", crafted, marker)
     with pytest.raises(UnsafeModelFileError, match="policy_kwargs"):
         cls.load(crafted, device="cpu")
     assert not marker.exists()

@@ -3,15 +3,11 @@ that SB3's loader reads (SB3 opens ``path`` if it is a file, else ``f"{path}.zip
 
 from __future__ import annotations
 
-import base64
 import io
-import json
 import os
-import zipfile
 from pathlib import Path
 from typing import Any
 
-import cloudpickle
 import pytest
 import torch as th
 
@@ -19,50 +15,20 @@ from is_sb3 import DiscreteRiskSAC, RiskAC, RiskSAC
 from is_sb3.experiments.config import ExperimentError, load_model
 from is_sb3.safe_load import UnsafeModelFileError, read_model_file
 
+
+def _off_policy(cls: Any, env_id: str) -> Any:
+    return cls("MlpPolicy", env_id, policy_kwargs={"net_arch": [8]}, learning_starts=8, buffer_size=100, batch_size=8,
+               seed=0, device="cpu")  # fmt: skip
+
+
 AGENTS = {
     "risk_ac": lambda: RiskAC(
         "MlpPolicy", "is_envs/QuadraticPenalty-v0", batch_size=64, seed=0, device="cpu", torch_compile=False
     ),
-    "risk_sac": lambda: RiskSAC(
-        "MlpPolicy",
-        "is_envs/QuadraticPenalty-v0",
-        policy_kwargs={"net_arch": [8]},
-        learning_starts=8,
-        buffer_size=100,
-        batch_size=8,
-        seed=0,
-        device="cpu",
-    ),
-    "discrete_risk_sac": lambda: DiscreteRiskSAC(
-        "MlpPolicy",
-        "is_envs/ItemPickup-v0",
-        policy_kwargs={"net_arch": [8]},
-        learning_starts=8,
-        buffer_size=100,
-        batch_size=8,
-        seed=0,
-        device="cpu",
-    ),
+    "risk_sac": lambda: _off_policy(RiskSAC, "is_envs/QuadraticPenalty-v0"),
+    "discrete_risk_sac": lambda: _off_policy(DiscreteRiskSAC, "is_envs/ItemPickup-v0"),
 }
 CLASSES = {"risk_ac": RiskAC, "risk_sac": RiskSAC, "discrete_risk_sac": DiscreteRiskSAC}
-
-
-def _craft(source: Path, target: Path, marker: Path) -> None:
-    """``source`` with a ``policy_kwargs`` pickle whose unpickling creates ``marker``."""
-
-    class Payload:
-        def __reduce__(self) -> tuple[Any, ...]:
-            return (Path.touch, (marker,))
-
-    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w") as dst:
-        for item in src.infolist():
-            content = src.read(item.filename)
-            if item.filename == "data":
-                data = json.loads(content)
-                payload = base64.b64encode(cloudpickle.dumps(Payload())).decode()
-                data["policy_kwargs"] = {":type:": "<class 'dict'>", ":serialized:": payload}
-                content = json.dumps(data).encode()
-            dst.writestr(item, content)
 
 
 def _params(model: Any) -> dict[str, th.Tensor]:
@@ -87,12 +53,12 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Pat
 
 @pytest.mark.parametrize("name", list(AGENTS))
 def test_a_crafted_file_behind_a_dotted_name_is_refused(
-    name: str, saved: dict[str, tuple[Path, Path]], tmp_path: Path
+    name: str, saved: dict[str, tuple[Path, Path]], tmp_path: Path, craft_pickle: Any
 ) -> None:
     cls, (harmless, _) = CLASSES[name], saved[name]
     marker = tmp_path / "marker"
     (tmp_path / "ckpt.zip").write_bytes(harmless.read_bytes())  # Path("ckpt.best").with_suffix(".zip")
-    _craft(harmless, tmp_path / "ckpt.best.zip", marker)  # what SB3 opens for "ckpt.best"
+    craft_pickle(harmless, tmp_path / "ckpt.best.zip", marker)  # what SB3 opens for "ckpt.best"
     for path in (tmp_path / "ckpt.best", str(tmp_path / "ckpt.best"), tmp_path / "ckpt.best.zip"):
         with pytest.raises(UnsafeModelFileError, match="policy_kwargs"):
             cls.load(path, device="cpu")
@@ -101,7 +67,7 @@ def test_a_crafted_file_behind_a_dotted_name_is_refused(
         load_model(name, tmp_path / "ckpt.best", "cpu")
     assert not marker.exists()
     # a crafted file without suffix beside a harmless .zip of the same stem: SB3 opens the former
-    _craft(harmless, tmp_path / "plain", marker)
+    craft_pickle(harmless, tmp_path / "plain", marker)
     (tmp_path / "plain.zip").write_bytes(harmless.read_bytes())
     with pytest.raises(UnsafeModelFileError):
         cls.load(tmp_path / "plain", device="cpu")
