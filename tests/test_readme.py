@@ -1,4 +1,5 @@
-"""Every Python block of the README runs verbatim (in a temporary folder), with the budgets it states."""
+"""Every Python block of the README and of the documentation pages runs verbatim (in a temporary folder), with
+the budgets it states, so no page can rot."""
 
 import os
 import re
@@ -6,17 +7,23 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.DOTALL)
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+BLOCKS = [
+    (f"{page.relative_to(ROOT)} block {i + 1}", code)
+    for page in PAGES
+    if "_build" not in page.parts
+    for i, code in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.DOTALL))
+]
 
 
-def test_the_readme_has_python_blocks() -> None:
-    assert len(BLOCKS) >= 5
+def test_the_readme_and_the_docs_have_python_blocks() -> None:
+    assert sum(name.startswith("README.md") for name, _ in BLOCKS) >= 5
+    assert sum(name.startswith("docs") for name, _ in BLOCKS) >= 3
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_block_runs_as_written(index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("name", "code"), BLOCKS, ids=[name for name, _ in BLOCKS])
+def test_block_runs_as_written(name: str, code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # files the examples write (models, runs/) land here
-    code = compile(BLOCKS[index], f"README.md block {index + 1}", "exec")
-    exec(code, {"__name__": f"readme_block_{index + 1}"})
+    exec(compile(code, name, "exec"), {"__name__": f"block_{abs(hash(name))}"})
     assert os.getcwd() == str(tmp_path)
