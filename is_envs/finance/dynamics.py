@@ -188,7 +188,7 @@ class QuadraticPenaltyTask(BachelierTask):
 
 @dataclass(frozen=True)
 class OptionHedgingTask(BachelierTask):
-    """short one European call, payoff −max(S_T − K, 0) at T; μ = 0, σ² = 0.1, K = S_0.
+    """Short one European call, payoff −max(S_T − K, 0) at T; μ = 0, σ² = 0.1, K = S_0.
 
     :param strike: strike K; ``None`` means at the money (K = S_0).
     """

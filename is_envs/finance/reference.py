@@ -32,6 +32,7 @@ from is_envs.finance.dynamics import (
 )
 
 __all__ = [
+    "CostDynamicProgram",
     "DynamicProgram",
     "ReferenceSolution",
     "reference_solution",
@@ -233,6 +234,125 @@ class DynamicProgram:
             mask = t_b == step
             out[mask] = splines[int(step)](s_b[mask])
         return out
+
+
+class CostDynamicProgram:
+    """Entropic dynamic program with proportional transaction costs, over (t, S, position held).
+
+    Trading from the position p held to a costs c·|a − p| (in the price unit), paid when the trade is made; the
+    reward of a period is a·(S_{t+1} − S_t) − c·|a − p| and, at T, −terminal_cost(S_T) (no cost to unwind).
+    The value V_t(S, p) is the entropic certainty equivalent of what remains:
+
+        V_T(S, p) = −terminal_cost(S),
+        G_t(S, a) = CE_α[a Z + V_{t+1}(S + Z, a)],
+        V_t(S, p) = max_a G_t(S, a) − c |a − p|.
+
+    G_t(S, ·) does not depend on p and is concave (by induction: a sup-convolution and a CE of concave functions),
+    so the optimal trade is a* = clip(p, b₊, b₋) with G′(b₊) = c and G′(b₋) = −c: the **no-trade band**
+    [b₊, b₋] around the frictionless optimum b₀ (G′(b₀) = 0), which widens with c. With c = 0, V_t(S, p) = max_a
+    G_t(S, a) is the frictionless program's value (:class:`DynamicProgram`, same S grid and quadrature).
+
+    Discretisation: the S grid and the lattice quadrature of :class:`DynamicProgram` (V_{t+1} continued beyond the
+    grid by its cubic spline in S); positions on a uniform grid of ``n_positions`` points over
+    [−max_position, max_position] (the action space), G_t(S, ·) on that grid continued by its cubic spline in a, on
+    which the band edges are found exactly (the spline's derivative's roots).
+
+    :param task: a Bachelier task (e.g. :class:`OptionHedgingTask`).
+    :param risk_aversion: α > 0.
+    :param cost: c ≥ 0, the cost per unit traded, in the price unit.
+    :param n_grid: points of the S grid (odd: S_0 is a node).
+    :param n_positions: points of the position grid (odd: 0 is a node).
+    :param width: half-width of the S grid in units of σ√T (plus |μ|T), centred on S_0.
+    """
+
+    method = "dynamic programming with costs"
+
+    def __init__(
+        self,
+        task: BachelierTask,
+        risk_aversion: float,
+        cost: float,
+        n_grid: int = 401,
+        n_positions: int = 201,
+        width: float = 8.0,
+    ) -> None:
+        alpha, c = float(risk_aversion), float(cost)
+        if not (math.isfinite(alpha) and alpha > 0):
+            raise ValueError(f"risk_aversion must be > 0 for the dynamic program, got {risk_aversion!r}")
+        if not (math.isfinite(c) and c >= 0):
+            raise ValueError(f"cost must be a finite number >= 0, got {cost!r}")
+        for name, n in (("n_grid", n_grid), ("n_positions", n_positions)):
+            if isinstance(n, bool) or int(n) != n or n < 11:
+                raise ValueError(f"{name} must be an integer >= 11, got {n!r}")
+        task.check_solvable(alpha)
+        self.task, self.risk_aversion, self.cost = task, alpha, c
+        n_grid, n_positions = int(n_grid) | 1, int(n_positions) | 1
+        half = width * task.sigma * math.sqrt(task.horizon) + abs(task.mu) * task.horizon
+        self.grid = np.linspace(task.s0 - half, task.s0 + half, n_grid)
+        self.positions = np.linspace(-task.max_position, task.max_position, n_positions)
+        h = self.grid[1] - self.grid[0]
+        reach = math.ceil((9 * task.sigma + abs(task.mu)) / h)
+        offsets = np.arange(-reach, reach + 1)
+        z = offsets * h
+        log_w = -0.5 * ((z - task.mu) / task.sigma) ** 2
+        log_w = log_w - logsumexp(log_w)
+        index = np.arange(n_grid)[:, None] + offsets[None, :] + reach
+        extended = self.grid[0] + h * np.arange(-reach, n_grid + reach)
+        value = np.repeat(-np.asarray(task.terminal_cost(self.grid), dtype=np.float64)[:, None], n_positions, axis=1)
+        self._values = [value]
+        bands: list[np.ndarray] = []
+        for _ in range(task.horizon):
+            v_ext = CubicSpline(self.grid, value, axis=0, extrapolate=True)(extended)  # (n_ext, n_positions)
+            # G(S_i, a_m) = −(1/α) log Σ_k w_k exp(−α(a_m z_k + V(S_i + z_k, a_m)))
+            logits = log_w[None, :, None] - alpha * (
+                self.positions[None, None, :] * z[None, :, None] + v_ext[index]
+            )  # (n_grid, offsets, n_positions)
+            g = -logsumexp(logits, axis=1) / alpha
+            band = np.empty((n_grid, 3))  # b₊ (buy up to), b₀, b₋ (sell down to)
+            value = np.empty_like(g)
+            for i in range(n_grid):
+                spline = CubicSpline(self.positions, g[i])
+                band[i] = [self._root(spline, slope) for slope in (c, 0.0, -c)]
+                traded = np.clip(self.positions, band[i, 0], band[i, 2])
+                value[i] = spline(traded) - c * np.abs(traded - self.positions)
+            self._values.insert(0, value)
+            bands.insert(0, band)
+        self._bands = np.stack(bands)  # (T, n_grid, 3)
+
+    def _root(self, spline: CubicSpline, slope: float) -> float:
+        """The a in the position range where the concave G has G′(a) = slope (an end if none: G′ > slope
+        everywhere gives the upper end)."""
+        lo, hi = self.positions[0], self.positions[-1]
+        derivative = spline.derivative()
+        if derivative(lo) <= slope:
+            return float(lo)
+        if derivative(hi) >= slope:
+            return float(hi)
+        roots = derivative.solve(slope, extrapolate=False)
+        roots = roots[(roots >= lo) & (roots <= hi)]
+        return float(roots[0]) if len(roots) else float(lo if derivative(lo) < slope else hi)
+
+    def value(self, t: int, s: Any, position: Any) -> np.ndarray:
+        """V_t(S, p), cubic in S and in p between the nodes."""
+        t = int(_check_times(self.task, t))
+        s_b, p_b = np.broadcast_arrays(np.asarray(s, dtype=np.float64), np.asarray(position, dtype=np.float64))
+        along_s = CubicSpline(self.grid, self._values[t], axis=0, extrapolate=True)(s_b.reshape(-1))  # (n, n_pos)
+        out = np.array([CubicSpline(self.positions, row)(p) for row, p in zip(along_s, p_b.reshape(-1), strict=True)])
+        return out.reshape(s_b.shape)
+
+    def band(self, t: int, s: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The no-trade band at (t, S): (b₊, b₀, b₋), buy up to b₊ below it, sell down to b₋ above it, b₀ the
+        frictionless optimum; cubic in S between the nodes."""
+        t = int(t)
+        if not 0 <= t < self.task.horizon:
+            raise ValueError(f"bands exist for t in 0..{self.task.horizon - 1}, got {t}")
+        edges = CubicSpline(self.grid, self._bands[t], axis=0, extrapolate=True)(np.asarray(s, dtype=np.float64))
+        return edges[..., 0], edges[..., 1], edges[..., 2]
+
+    def action(self, t: int, s: Any, position: Any) -> np.ndarray:
+        """The optimal position a* = clip(p, b₊, b₋) at (t, S) from the position p held."""
+        lower, _, upper = self.band(t, s)
+        return np.clip(np.asarray(position, dtype=np.float64), lower, upper)
 
 
 def reference_solution(

@@ -231,3 +231,51 @@ def test_unsolvable_and_invalid_references_raise() -> None:
         reference_solution(gym.make("CartPole-v1"), 1.0)
     with pytest.raises(ValueError, match="t must lie"):
         reference_solution(QuadraticPenaltyTask(), 2.0).value(11, 0.0)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 10.0])
+def test_cost_dynamic_program_at_zero_cost_is_the_frictionless_program(alpha: float) -> None:
+    from is_envs.finance.reference import CostDynamicProgram
+
+    task = OptionHedgingTask()
+    frictionless = DynamicProgram(task, alpha, n_grid=151)
+    with_costs = CostDynamicProgram(task, alpha, 0.0, n_grid=151, n_positions=121)
+    for t in (0, 4, 9):
+        s = task.s0 + np.array([-0.5, 0.0, 0.3])
+        for p in (-1.0, 0.0, 0.5):  # with c = 0 the position held does not matter
+            assert np.allclose(with_costs.value(t, s, p), frictionless.value(t, s), rtol=0, atol=1e-6)
+        low, mid, high = with_costs.band(t, s)
+        assert np.allclose(low, high) and np.allclose(mid, frictionless.action(t, s), atol=1e-4)
+
+
+def test_cost_dynamic_program_prices_rise_and_the_no_trade_band_widens_with_the_cost() -> None:
+    from is_envs.finance.reference import CostDynamicProgram
+
+    task = OptionHedgingTask()
+    programs = [CostDynamicProgram(task, 1.0, c, n_grid=151, n_positions=61) for c in (0.0, 0.001, 0.01, 0.05)]
+    prices = [-float(p.value(0, task.s0, 0.0)) for p in programs]  # the indifference price from no position
+    widths = [float(np.subtract(*p.band(0, task.s0)[::-2])) for p in programs]
+    assert np.all(np.diff(prices) > 0)
+    assert widths[0] == pytest.approx(0.0, abs=1e-9) and np.all(np.diff(widths) > 0)
+    low, mid, high = programs[2].band(0, task.s0)
+    assert low < mid < high and mid == pytest.approx(0.5, abs=1e-3)  # the band is around the frictionless hedge
+    # inside the band nothing is traded; outside, the trade stops at the band's edge
+    assert programs[2].action(0, task.s0, mid) == pytest.approx(mid)
+    assert programs[2].action(0, task.s0, 0.0) == pytest.approx(low) and programs[2].action(0, task.s0, 2.0) == high
+    # holding the frictionless hedge is worth the cost of buying it, less (future rebalancing also costs)
+    assert programs[2].value(0, task.s0, mid) - programs[2].value(0, task.s0, 0.0) <= 0.01 * mid + 1e-9
+
+
+def test_cost_dynamic_program_is_converged_in_its_grids() -> None:
+    from is_envs.finance.reference import CostDynamicProgram
+
+    task = OptionHedgingTask()
+    grids = [(101, 41), (151, 61), (301, 121)]
+    programs = [CostDynamicProgram(task, 1.0, 0.01, n_grid=n, n_positions=m) for n, m in grids]
+    for p in (0.0, 0.5):
+        values = [float(program.value(0, task.s0, p)) for program in programs]
+        errors = [abs(v - values[-1]) for v in values[:-1]]
+        assert errors[1] < errors[0] and errors[1] < 3e-4  # shrinking; 0.07 % of the price at (151, 61)
+    assert np.allclose(programs[1].band(0, task.s0), programs[2].band(0, task.s0), atol=5e-3)
+    with pytest.raises(ValueError, match="cost"):
+        CostDynamicProgram(task, 1.0, -0.01)
