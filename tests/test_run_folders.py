@@ -164,6 +164,8 @@ def test_a_checkpoint_killed_at_random_moments_is_whole_or_the_previous_one(name
             loaded.load_replay_buffer(files["replay_buffer.pkl"])
             assert loaded.replay_buffer.pos == manifest["timesteps"] % 50
         assert len(list(tmp_path.glob("checkpoint-*"))) <= 2  # the published set, and at most one being written
+    write_checkpoint(tmp_path, model)  # the next checkpoint clears what the killed writers left
+    assert len(list(tmp_path.glob("checkpoint-*"))) == 1 and not list(tmp_path.glob(".checkpoint-*"))
     # damaged sets are refused, naming what is wrong
     folder = tmp_path / json.loads((tmp_path / "checkpoint.json").read_text())["folder"]
     data = bytearray((folder / "model.zip").read_bytes())

@@ -143,7 +143,8 @@ def _sha256(path: Path) -> str:
 
 def write_checkpoint(run_dir: Path, model: Any) -> Path:
     """Write the model (and, off-policy, its replay buffer and env) as one checkpoint set, then publish it by
-    renaming ``checkpoint.json`` into place; remove the previous set. Returns the set's folder."""
+    renaming ``checkpoint.json`` into place; remove the previous set and what writers killed mid-way left. One
+    writer per run folder (the CLI holds the folder's ``.lock``). Returns the set's folder."""
     from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
     tmp = Path(tempfile.mkdtemp(prefix=".checkpoint-", suffix=".tmp", dir=run_dir))
@@ -161,7 +162,7 @@ def write_checkpoint(run_dir: Path, model: Any) -> Path:
         raise
     manifest = {"folder": final.name, "timesteps": int(model.num_timesteps), "files": files}
     atomic_write_text(run_dir / "checkpoint.json", json.dumps(manifest, indent=2))
-    for old in run_dir.glob("checkpoint-*"):
+    for old in [*run_dir.glob("checkpoint-*"), *run_dir.glob(".checkpoint-*.tmp")]:  # older sets, crashed writers'
         if old.is_dir() and old != final:
             shutil.rmtree(old, ignore_errors=True)
     return final
