@@ -61,6 +61,7 @@ def write_env_pages() -> list[str]:
     import is_envs  # noqa: F401  (registers the ids)
 
     names = []
+    (DOCS / "envs").mkdir(exist_ok=True)  # generated pages only: git ignores the folder's contents
     for env_id, spec in sorted(gym.registry.items()):
         if not env_id.startswith("is_envs/"):
             continue
