@@ -136,6 +136,23 @@ class ClosedForm:
         raise ValueError(f"no closed form for {type(task).__name__}")
 
 
+def _lattice(task: BachelierTask, n_grid: int, width: float) -> tuple[np.ndarray, ...]:
+    """The dynamic programs' price grid and quadrature: ``n_grid`` (made odd: S_0 a node) points over S_0 ± (width
+    σ√T + |μ|T); the increments Z on the grid's own lattice (offsets k·h, |Z − μ| ≤ 9σ) with log-weights ∝
+    log φ((Z − μ)/σ); the index of S_i + Z_k into the grid extended by the reach on both sides; that extended grid."""
+    n_grid = n_grid | 1
+    half = width * task.sigma * math.sqrt(task.horizon) + abs(task.mu) * task.horizon
+    grid = np.linspace(task.s0 - half, task.s0 + half, n_grid)
+    h = grid[1] - grid[0]
+    reach = math.ceil((9 * task.sigma + abs(task.mu)) / h)
+    offsets = np.arange(-reach, reach + 1)
+    z = offsets * h
+    log_w = -0.5 * ((z - task.mu) / task.sigma) ** 2
+    index = np.arange(n_grid)[:, None] + offsets[None, :] + reach
+    extended = grid[0] + h * np.arange(-reach, n_grid + reach)
+    return grid, z, log_w - logsumexp(log_w), index, extended
+
+
 class DynamicProgram:
     """Entropic dynamic program on a price grid, for any Bachelier task and α > 0.
 
@@ -172,17 +189,8 @@ class DynamicProgram:
             raise ValueError(f"n_grid must be >= 11, got {n_grid!r}")
         task.check_solvable(alpha)
         self.task, self.risk_aversion = task, alpha
-        n_grid = n_grid | 1  # odd: S_0 on a node
-        half = width * task.sigma * math.sqrt(task.horizon) + abs(task.mu) * task.horizon
-        self.grid = np.linspace(task.s0 - half, task.s0 + half, n_grid)
-        h = self.grid[1] - self.grid[0]
-        reach = math.ceil((9 * task.sigma + abs(task.mu)) / h)
-        offsets = np.arange(-reach, reach + 1)
-        self.z = offsets * h  # increments on the lattice
-        log_w = -0.5 * ((self.z - task.mu) / task.sigma) ** 2
-        self.log_w = log_w - logsumexp(log_w)
-        self._index = np.arange(n_grid)[:, None] + offsets[None, :] + reach  # into the extended grid
-        extended = self.grid[0] + h * np.arange(-reach, n_grid + reach)
+        self.grid, self.z, self.log_w, self._index, extended = _lattice(task, n_grid, width)
+        half = (self.grid[-1] - self.grid[0]) / 2
         self._bound = 10.0 * (half + abs(task.mu) / (alpha * task.sigma**2) + 1.0)
         values = [-np.asarray(task.terminal_cost(self.grid), dtype=np.float64)]
         actions: list[np.ndarray] = []
@@ -286,18 +294,10 @@ class CostDynamicProgram:
                 raise ValueError(f"{name} must be an integer >= 11, got {n!r}")
         task.check_solvable(alpha)
         self.task, self.risk_aversion, self.cost = task, alpha, c
-        n_grid, n_positions = int(n_grid) | 1, int(n_positions) | 1
-        half = width * task.sigma * math.sqrt(task.horizon) + abs(task.mu) * task.horizon
-        self.grid = np.linspace(task.s0 - half, task.s0 + half, n_grid)
+        n_positions = int(n_positions) | 1  # odd: 0 on a node
+        self.grid, z, log_w, index, extended = _lattice(task, int(n_grid), width)
+        n_grid = len(self.grid)
         self.positions = np.linspace(-task.max_position, task.max_position, n_positions)
-        h = self.grid[1] - self.grid[0]
-        reach = math.ceil((9 * task.sigma + abs(task.mu)) / h)
-        offsets = np.arange(-reach, reach + 1)
-        z = offsets * h
-        log_w = -0.5 * ((z - task.mu) / task.sigma) ** 2
-        log_w = log_w - logsumexp(log_w)
-        index = np.arange(n_grid)[:, None] + offsets[None, :] + reach
-        extended = self.grid[0] + h * np.arange(-reach, n_grid + reach)
         value = np.repeat(-np.asarray(task.terminal_cost(self.grid), dtype=np.float64)[:, None], n_positions, axis=1)
         self._values = [value]
         bands: list[np.ndarray] = []
