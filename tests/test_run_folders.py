@@ -69,16 +69,19 @@ def test_a_folder_in_use_by_a_live_process_is_refused_and_a_stale_lock_is_taken(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = tmp_path / "run"
-    run.mkdir()
-    (run / ".lock").write_text(str(os.getppid()))  # a live process (pytest's parent)
-    assert _train(tmp_path, "--out", str(run)) == 2
+    assert _train(tmp_path, "--out", str(run)) == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    (run / ".lock").write_text(str(os.getppid()))  # a live process (pytest's parent) trains here
+    assert _train(tmp_path, "--out", str(run), "--overwrite") == 2
     assert "in use by process" in capsys.readouterr().err
+    after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".lock"}
+    assert after == before and (tmp_path / "tb" / "risk_ac" / "run").is_dir()  # --overwrite removed nothing
     pid = os.fork()
     if pid == 0:
         os._exit(0)
     os.waitpid(pid, 0)  # a process id that no longer runs
     (run / ".lock").write_text(str(pid))
-    assert _train(tmp_path, "--out", str(run)) == 0
+    assert _train(tmp_path, "--out", str(run), "--overwrite") == 0
     assert not (run / ".lock").exists()
 
 

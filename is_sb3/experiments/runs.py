@@ -284,8 +284,11 @@ def train_run(
         if timesteps is not None:
             params["n_timesteps"] = timesteps
         run_dir = _fresh_run_dir(out, overwrite, models_root, algo, env_id, tensorboard_log)
-        tb_dir = _tensorboard_dir(tensorboard_log, algo, run_dir.name, overwrite)
-    with _claimed(run_dir):
+    with _claimed(run_dir):  # nothing is removed before the folder is ours
+        if not resume:
+            if overwrite:
+                _clear_run(run_dir)
+            tb_dir = _tensorboard_dir(tensorboard_log, algo, run_dir.name, overwrite)
         return _train(algo, env_id, seed, params, run_dir, tb_dir, device, resume, checkpoint_freq, progress_bar)
 
 
@@ -328,10 +331,16 @@ def _fresh_run_dir(
         raise ExperimentError(f"--out {out}: cannot create the run folder ({err.strerror})") from None
     if not os.access(run_dir, os.W_OK):
         raise ExperimentError(f"--out {out}: the run folder is not writable")
-    for name in held:
-        target = run_dir / name
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
     return run_dir
+
+
+def _clear_run(run_dir: Path) -> None:
+    """Remove a previous run's files (``--overwrite``; called with the folder claimed, so never under a live run)."""
+    for target in [*(run_dir / name for name in RUN_FILES), *run_dir.glob("checkpoint-*")]:
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
 
 
 def _train(
