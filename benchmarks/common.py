@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from is_sb3.files import atomic_write_text
 from is_sb3.parallel import run_parallel
 
 __all__ = [
@@ -137,11 +137,7 @@ def write_json(name: str, payload: dict[str, Any]) -> Path:
 def write_json_file(path: Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` as JSON to ``path`` (folders made), through a temporary file renamed into place, so a
     crash or a full disk leaves any previous file whole; returns the path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    partial.write_text(json.dumps(payload, indent=2))
-    partial.replace(path)
-    return path
+    return atomic_write_text(path, json.dumps(payload, indent=2))
 
 
 def write_results(stem: str, markdown: str, payload: dict[str, Any], plot: Callable[[str], None] | None = None) -> None:
@@ -149,7 +145,7 @@ def write_results(stem: str, markdown: str, payload: dict[str, Any], plot: Calla
     print(markdown)
     folder = out_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{stem}.md").write_text(markdown + "\n")
+    atomic_write_text(folder / f"{stem}.md", markdown + "\n")
     if plot is not None:
         plot(str(folder / f"{stem}.png"))
     print(f"wrote {write_json(f'{stem}.json', payload)}, {stem}.md" + (f", {stem}.png" if plot else ""))
