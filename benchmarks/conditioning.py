@@ -217,18 +217,21 @@ def _plot(runs: list[dict[str, Any]], critics: dict[str, Any], path: str) -> Non
             axes[1, col].semilogy(
                 range(1, len(r["eigenvalues"]) + 1), np.abs(r["eigenvalues"]), "o-", color=colors[loss], label=loss
             )
-        axes[0, col].set(title=f"{arch}: MSE metric", xlabel="step", yscale="log")
-        axes[1, col].set(title=f"{arch}: top Hessian eigenvalues", xlabel="rank")
+        axes[0, col].set(title=f"{arch}: MSE metric", xlabel="Adam step", ylabel="mean squared error", yscale="log")
+        axes[1, col].set(title=f"{arch}: top Hessian eigenvalues", xlabel="rank", ylabel="|eigenvalue| of own loss")
         axes[0, col].legend(fontsize=7)
         axes[1, col].legend(fontsize=7)
     for loss, c in critics.items():
         axes[1, -1].semilogy(
             range(1, len(c["eigenvalues"]) + 1), np.abs(c["eigenvalues"]), "o-", color=colors[loss], label=loss
         )
-    axes[1, -1].set(title="RiskAC critic (quadratic task)", xlabel="rank")
+    axes[1, -1].set(title="RiskAC critic (quadratic task, α = 2)", xlabel="rank", ylabel="|eigenvalue| of own loss")
     axes[1, -1].legend()
     axes[0, -1].axis("off")
-    save_figure(fig, path, dpi=100)
+    seeds = len({r.get("seed", 0) for r in runs if r["arch"] == next(iter(ARCHS)) and r["loss"] == "mse"})
+    fig.suptitle(f"MSE against IS: 1-D sequence regression and RiskAC's critic, first seed shown ({seeds} seed(s) run)",
+                 fontsize="medium")  # fmt: skip
+    save_figure(fig, path, dpi=100, top=0.96)
 
 
 if __name__ == "__main__":

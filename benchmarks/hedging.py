@@ -265,22 +265,24 @@ def plot(table: dict[str, dict[str, Any]], alphas: list[float], losses: list[str
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     ax.plot(grid, price, "k-", label="dynamic program")
     ax.axhline(-float(reference_solution(task, 0.0).value(0, task.s0)), color="grey", ls=":", label="risk-neutral")
-    top = 1.6 * max(price)
+    top = 1.15 * max(price)
     off = []
     for k, loss in enumerate(losses):
         rows = [table[f"{a} | {loss}"] for a in alphas if f"{a} | {loss}" in table]
         xs = np.array([r["alpha"] for r in rows]) * (1 + 0.04 * (k - 1.5))
         ys = np.array([-r["v0_mean"] for r in rows])
         shown = np.isfinite(ys) & (ys < top) & (ys > 0)
-        ax.errorbar(xs[shown], ys[shown], yerr=np.array([r["v0_std"] for r in rows])[shown], fmt="o", label=loss, ms=4)
+        seeds = sorted({len(r["seeds"]) for r in rows})
+        label = f"{loss} (n = {'/'.join(map(str, seeds))} seeds)" if rows else loss
+        ax.errorbar(xs[shown], ys[shown], yerr=np.array([r["v0_std"] for r in rows])[shown], fmt="o", label=label, ms=4)
         off += [f"{loss} at α={r['alpha']}: {-r['v0_mean']:.3g}" for r, ok in zip(rows, shown, strict=True) if not ok]
-    ax.set_ylim(0.8 * min(price), top)
+    ax.set_ylim(0.9 * min(price), top)
     if off:
         ax.text(0.02, 0.97, "off scale: " + "; ".join(off), transform=ax.transAxes, va="top", fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("risk aversion α")
-    ax.set_ylabel("option price −V(s0)")
-    ax.set_title("Short ATM call, Bachelier, T = 10, σ² = 0.1")
+    ax.set_ylabel("indifference price −V(s0) (price units)")
+    ax.set_title("Short ATM call, Bachelier, T = 10, σ² = 0.1: RiskAC, mean ± 1 std over seeds", fontsize="medium")
     ax.grid(alpha=0.3)
     ax.legend()
     save_figure(fig, path, dpi=110)

@@ -516,7 +516,8 @@ def _plot(groups: dict[tuple[str, float, float], list[dict[str, Any]]], path: st
     gammas = sorted({k[2] for k in groups})
     curves = [("validation", SHIFTED, "shifted"), ("validation_training", TRAINING, "training distribution")]
     traced = any(run.get("trace") for group in groups.values() for run in group)
-    panels = [("critic_grad_norm", "critic gradient norm before clipping", True), ("q_mean", "mean Q(s, a)", False)]
+    panels = [("critic_grad_norm", "critic gradient norm before clipping", "gradient norm (L2)", True),
+              ("q_mean", "mean Q(s, a)", "Q (scaled reward units)", False)]  # fmt: skip
     rows = len(curves) + len(panels) * traced
     fig, axes = plt.subplots(rows, len(gammas), figsize=(6.5 * len(gammas), 3.8 * rows), squeeze=False)
     colours = {key: f"C{i}" for i, key in enumerate(groups)}
@@ -540,7 +541,7 @@ def _plot(groups: dict[tuple[str, float, float], list[dict[str, Any]]], path: st
                 if len(group) > 1:
                     ax.fill_between(steps, mean - std, mean + std, color=colours[key], alpha=0.2, lw=0)
                 last_step = max(last_step, int(steps[-1]))
-            for row, (field, _, _) in enumerate(panels[: rows - len(curves)], start=len(curves)):
+            for row, (field, _, _, _) in enumerate(panels[: rows - len(curves)], start=len(curves)):
                 for run in group:
                     xy = [(s, w[field]["mean"]) for s, w in run.get("trace", []) if field in w]
                     if xy:
@@ -555,8 +556,8 @@ def _plot(groups: dict[tuple[str, float, float], list[dict[str, Any]]], path: st
             ax.axhline(greedy[name], color="k", ls="--", lw=1, label=f"greedy ({greedy[name]:.0f})")
             ax.set(title=f"validation on {name} ({what}), γ = {gamma}", xlabel="env steps",
                    ylabel="mean return per episode (100 episodes)")  # fmt: skip
-        for row, (_, title, log) in enumerate(panels[: rows - len(curves)], start=len(curves)):
-            axes[row, col].set(title=f"{title} (window mean)", xlabel="env steps",
+        for row, (_, title, ylabel, log) in enumerate(panels[: rows - len(curves)], start=len(curves)):
+            axes[row, col].set(title=f"{title} (window mean), γ = {gamma}", xlabel="env steps", ylabel=ylabel,
                                yscale="log" if log else "linear")  # fmt: skip
         for row in range(rows):
             for off in kappa_off:
@@ -564,8 +565,9 @@ def _plot(groups: dict[tuple[str, float, float], list[dict[str, Any]]], path: st
                     axes[row, col].axvline(off, color="grey", ls=":", lw=1, label="κ → 0")
             axes[row, col].grid(alpha=0.3)
             axes[row, col].legend(fontsize="small")
-    fig.suptitle("DiscreteRiskSAC, item pick-up: mean ± 1 std over seeds", fontsize="medium")
-    save_figure(fig, path, dpi=110)
+    title = "DiscreteRiskSAC on the item pick-up grid: validation return, mean ± 1 std over seeds"
+    fig.suptitle(title, fontsize="medium")
+    save_figure(fig, path, dpi=110, top=1 - 0.25 / fig.get_figheight())  # room for the title above the panels
 
 
 if __name__ == "__main__":

@@ -21,12 +21,15 @@ def pyplot() -> Any:
     return plt
 
 
-def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> None:
-    """Lay out, write (creating the folder; a unique temporary file renamed into place) and close a figure."""
+def save_figure(fig: Any, path: str | Path, dpi: int = 110, top: float = 1.0) -> None:
+    """Lay out, write (creating the folder; a unique temporary file renamed into place) and close a figure.
+
+    :param top: the fraction of the height the panels may use (below 1 leaves room for a ``suptitle``)
+    """
     from is_sb3.files import atomic_path
 
     path = Path(path)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, top))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
     pyplot().close(fig)

@@ -18,8 +18,8 @@ BLOCKS = [
 
 
 def test_the_readme_and_the_docs_have_python_blocks() -> None:
-    assert sum(name.startswith("README.md") for name, _ in BLOCKS) >= 5
-    assert sum(name.startswith("docs") for name, _ in BLOCKS) >= 3
+    assert sum(name.startswith("README.md") for name, _ in BLOCKS) >= 1  # the front page's example
+    assert sum(name.startswith("docs") for name, _ in BLOCKS) >= 10  # the guide's pages moved out of the README
 
 
 @pytest.mark.parametrize(("name", "code"), BLOCKS, ids=[name for name, _ in BLOCKS])
