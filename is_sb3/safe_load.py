@@ -145,7 +145,7 @@ def safe_custom_objects(path: str | Path | io.BufferedIOBase, algorithm: Any = N
     from stable_baselines3.common.buffers import ReplayBuffer
     from stable_baselines3.common.type_aliases import TrainFreq, TrainFrequencyUnit
 
-    from is_envs.finance import GaussianReturnTask, OptionHedgingTask, QuadraticPenaltyTask
+    from is_envs.finance import GaussianReturnTask, HedgingWithCostsTask, OptionHedgingTask, QuadraticPenaltyTask
     from is_envs.finance.envs import action_space, observation_space
     from is_sb3.ac.policies import RiskACPolicy
     from is_sb3.schedules import WarmupConstantCosine
@@ -157,7 +157,8 @@ def safe_custom_objects(path: str | Path | io.BufferedIOBase, algorithm: Any = N
         raise ValueError(f"not a readable model file: {err}") from None
     pickled = {k: v for k, v in data.items() if isinstance(v, dict) and ":serialized:" in v}
     tasks = {
-        f"{c.__module__}.{c.__qualname__}": c for c in (GaussianReturnTask, QuadraticPenaltyTask, OptionHedgingTask)
+        f"{c.__module__}.{c.__qualname__}": c
+        for c in (GaussianReturnTask, QuadraticPenaltyTask, OptionHedgingTask, HedgingWithCostsTask)
     }
     out: dict[str, Any] = {}
     task = None
@@ -166,7 +167,7 @@ def safe_custom_objects(path: str | Path | io.BufferedIOBase, algorithm: Any = N
         task_class = tasks.get(_type_name(entry))
         if task_class is None:
             raise UnsafeModelFileError(f"the file's task is a {_type_name(entry)!r}, not one of is-rl's finance tasks")
-        fields = ("horizon", "mu", "sigma", "s0", "max_position") + (("strike",) if "strike" in entry else ())
+        fields = ("horizon", "mu", "sigma", "s0", "max_position", *(f for f in ("strike", "cost") if f in entry))
         values = _numbers(entry, fields)
         values["horizon"] = int(values["horizon"])
         task = out["task"] = task_class(**values)
@@ -181,7 +182,7 @@ def safe_custom_objects(path: str | Path | io.BufferedIOBase, algorithm: Any = N
             pass  # rebuilt from learning_rate when the model is set up / SB3's per-run state, made afresh by learn()
         elif key in ("observation_space", "action_space"):
             if task is not None:
-                rebuilt = observation_space() if key == "observation_space" else action_space(task)
+                rebuilt = observation_space(task) if key == "observation_space" else action_space(task)
             else:
                 rebuilt = _space(entry)
         elif key == "policy_class" and (cls := _known_class(entry, policies)) is not None:

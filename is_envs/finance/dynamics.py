@@ -6,7 +6,9 @@ Rewards and observations are written with arithmetic operators only, so the same
 on floats, numpy arrays and torch tensors.
 
 Price: S_{t+1} = S_t + Z_{t+1}, Z ~ N(μ, σ²) i.i.d., t = 0..T−1. Reward of holding a shares over
-(t, t+1]: r = a (S_{t+1} − S_t) − 1{t+1 = T} · terminal_cost(S_T).
+(t, t+1]: r = a (S_{t+1} − S_t) − 1{t+1 = T} · terminal_cost(S_T). With proportional transaction costs
+(:class:`HedgingWithCostsTask`) the state is (S_t, p_t), p_t the position held before trading, and the period's
+reward is further charged c·|a − p_t|; the next state is (S_{t+1}, a).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
-__all__ = ["BachelierTask", "GaussianReturnTask", "OptionHedgingTask", "QuadraticPenaltyTask"]
+__all__ = ["BachelierTask", "GaussianReturnTask", "HedgingWithCostsTask", "OptionHedgingTask", "QuadraticPenaltyTask"]
 
 #: a float, numpy array or torch tensor: the formulas below use arithmetic operators only
 Num = Any
@@ -28,7 +30,10 @@ PARAMETER_BOUND = 1e6
 
 
 def _finite(name: str, value: float) -> float:
-    value = float(value)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite real number, got {value!r}") from None
     if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite real number, got {value!r}")
     return value
@@ -51,6 +56,8 @@ class BachelierTask:
     s0: float = 0.0
     max_position: float = 10.0
     name: ClassVar[str] = "bachelier"
+    #: whether the state holds the position p (then observations are [t/T, price, p])
+    observes_position: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         if isinstance(self.horizon, bool) or int(self.horizon) != self.horizon or self.horizon < 1:
@@ -83,6 +90,11 @@ class BachelierTask:
         """
         last = (t + 1) == self.horizon
         return a * (s_next - s) - last * self.terminal_cost(s_next)
+
+    def trade_reward(self, t: Any, s: Num, p: Num, a: Num, s_next: Num) -> Num:
+        """The period's reward from the position p held before trading to a: :meth:`reward` here (no costs);
+        tasks with trading costs subtract them."""
+        return self.reward(t, s, a, s_next)
 
     def observe_time(self, t: Num) -> Num:
         """Normalised time t / T ∈ [0, 1]."""
@@ -215,6 +227,51 @@ class OptionHedgingTask(BachelierTask):
         return (x + abs(x)) * 0.5  # max(x, 0) for floats, arrays and tensors
 
 
+@dataclass(frozen=True)
+class HedgingWithCostsTask(OptionHedgingTask):
+    """Hedging a short call with proportional transaction costs: the position held is part of the state.
+
+    State (S_t, p_t), p_t the position held before trading at t (p_0 = 0). Choosing the position a costs
+    c·|a − p_t| (in the price unit, paid at t); the period's reward is a (S_{t+1} − S_t) − c|a − p_t| and, at T,
+    minus the call's payoff (no cost to unwind). The next state is (S_{t+1}, a): the transition depends on the
+    action. With c = 0 the values and the optimal hedge are :class:`OptionHedgingTask`'s (the position held does
+    not matter then). The reference answer is the entropic dynamic program over (t, S, p)
+    (:class:`~is_envs.finance.reference.CostDynamicProgram`); its optimal trade is a no-trade band around the
+    frictionless hedge, wider for larger c.
+
+    :param cost: c ∈ [0, 1e6], the cost per share traded, in the price unit.
+    """
+
+    cost: float = 0.0
+    name: ClassVar[str] = "hedging_costs"
+    observes_position: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "cost", _finite("cost", self.cost))
+        if not 0 <= self.cost <= PARAMETER_BOUND:
+            raise ValueError(f"cost must be in [0, {PARAMETER_BOUND:g}], got {self.cost!r}")
+
+    def trade_reward(self, t: Any, s: Num, p: Num, a: Num, s_next: Num) -> Num:
+        """r = a (S_{t+1} − S_t) − c|a − p| − 1{t + 1 = T} payoff(S_{t+1}); differentiable in a (but at a = p)."""
+        return self.reward(t, s, a, s_next) - self.cost * abs(a - p)
+
+    @property
+    def observation_space(self) -> Any:
+        """[t/T, (S − S_0)/(σ√T), p] as a float32 ``Box``."""
+        from is_envs.finance.envs import observation_space
+
+        return observation_space(self)
+
+    def simulator(self, device: Any = "cpu", dtype: Any = None, seed: int | None = None) -> Any:
+        """A :class:`~is_envs.finance.simulator.CostSimulator` of this task (states (S, p))."""
+        import torch
+
+        from is_envs.finance.simulator import CostSimulator
+
+        return CostSimulator(self, device, torch.float32 if dtype is None else dtype, seed)
+
+
 TASKS: dict[str, type[BachelierTask]] = {
-    cls.name: cls for cls in (GaussianReturnTask, QuadraticPenaltyTask, OptionHedgingTask)
+    cls.name: cls for cls in (GaussianReturnTask, QuadraticPenaltyTask, OptionHedgingTask, HedgingWithCostsTask)
 }

@@ -11,6 +11,7 @@ from gymnasium import spaces
 from is_envs.finance.dynamics import (
     BachelierTask,
     GaussianReturnTask,
+    HedgingWithCostsTask,
     OptionHedgingTask,
     QuadraticPenaltyTask,
 )
@@ -22,13 +23,13 @@ __all__ = ["BachelierEnv", "BachelierTradingEnv", "OptionHedgingEnv", "Quadratic
 PRICE_OBS_BOUND = 50.0
 
 
-def observation_space() -> spaces.Box:
-    """[t/T, (S − S_0)/(σ√T)] as float32, the price clipped to ±PRICE_OBS_BOUND."""
-    return spaces.Box(
-        low=np.array([0.0, -PRICE_OBS_BOUND], dtype=np.float32),
-        high=np.array([1.0, PRICE_OBS_BOUND], dtype=np.float32),
-        dtype=np.float32,
-    )
+def observation_space(task: BachelierTask | None = None) -> spaces.Box:
+    """[t/T, (S − S_0)/(σ√T)] as float32, the price clipped to ±PRICE_OBS_BOUND; for a task that observes the
+    position (transaction costs), [t/T, (S − S_0)/(σ√T), p] with p ∈ [−max_position, max_position]."""
+    low, high = [0.0, -PRICE_OBS_BOUND], [1.0, PRICE_OBS_BOUND]
+    if task is not None and task.observes_position:
+        low, high = [*low, -task.max_position], [*high, task.max_position]
+    return spaces.Box(low=np.array(low, dtype=np.float32), high=np.array(high, dtype=np.float32), dtype=np.float32)
 
 
 def action_space(task: BachelierTask) -> spaces.Box:
@@ -87,10 +88,11 @@ class BachelierEnv(gym.Env[np.ndarray, np.ndarray]):
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.render_mode = render_mode
         self.task = task if task is not None else self.task_class(**task_kwargs)
-        self.observation_space = observation_space()
+        self.observation_space = observation_space(self.task)
         self.action_space = action_space(self.task)
         self.t = 0
         self.price = self.task.s0
+        self.position = 0.0  # held before trading; observed (and charged for) with transaction costs
         self._prices: list[float] = [self.price]
         self._positions: list[float] = []
 
@@ -120,6 +122,8 @@ class BachelierEnv(gym.Env[np.ndarray, np.ndarray]):
 
     def _obs(self) -> np.ndarray:
         x = float(np.clip(self.task.observe_price(self.price), -PRICE_OBS_BOUND, PRICE_OBS_BOUND))
+        if self.task.observes_position:
+            return np.array([self.task.observe_time(self.t), x, self.position], dtype=np.float32)
         return np.array([self.task.observe_time(self.t), x], dtype=np.float32)
 
     def _info(self) -> dict[str, Any]:
@@ -129,7 +133,7 @@ class BachelierEnv(gym.Env[np.ndarray, np.ndarray]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        self.t, self.price = 0, self.task.s0
+        self.t, self.price, self.position = 0, self.task.s0, 0.0
         self._prices, self._positions = [self.price], []
         return self._obs(), self._info()
 
@@ -145,8 +149,8 @@ class BachelierEnv(gym.Env[np.ndarray, np.ndarray]):
         bound = self.task.max_position
         a = min(max(requested, -bound), bound)  # documented clipping to the action space, reported in info
         s_next = self.price + self.task.mu + self.task.sigma * float(self.np_random.standard_normal())
-        reward = float(self.task.reward(self.t, self.price, a, s_next))
-        self.t, self.price = self.t + 1, s_next
+        reward = float(self.task.trade_reward(self.t, self.price, self.position, a, s_next))
+        self.t, self.price, self.position = self.t + 1, s_next, a
         self._prices.append(s_next)
         self._positions.append(a)
         info = {**self._info(), "position": a, "action_clipped": a != requested}
@@ -164,5 +168,27 @@ class QuadraticPenaltyEnv(BachelierEnv):
 
 
 class OptionHedgingEnv(BachelierEnv):
-    __doc__ = "Hedging a short European call.\n\n" + (BachelierEnv.__doc__ or "")
+    __doc__ = (
+        "Hedging a short European call, optionally with proportional transaction costs.\n\n"
+        + (BachelierEnv.__doc__ or "")
+        + """
+    ## Transaction costs
+    ``cost=c`` (c > 0, in the price unit per share traded) charges c·|a − p| for moving the position from p (held
+    before trading; 0 at the start) to a, so the state is (t, S, p): the observation becomes ``Box([0, −50,
+    −max_position], [1, 50, max_position], (3,), float32)``, [t/T, (S_t − S_0)/(σ√T), p], ``info`` carries
+    ``position``, and the next state depends on the action. ``cost=0`` (the default) is the frictionless task
+    above exactly (two observations); ``task=HedgingWithCostsTask(cost=0.0)`` observes the position at zero cost.
+    Reference: the entropic dynamic program over (t, S, p) (``reference_solution``), whose optimal hedge is a
+    no-trade band around the frictionless one.
+    """
+    )
     task_class = OptionHedgingTask
+
+    def __init__(self, task: BachelierTask | None = None, render_mode: str | None = None, **task_kwargs: Any) -> None:
+        cost = task_kwargs.pop("cost", 0.0)
+        if task is None and cost != 0.0:
+            task = HedgingWithCostsTask(cost=cost, **task_kwargs)  # validates cost (ValueError naming it)
+            task_kwargs = {}
+        elif task is not None and cost != 0.0:
+            raise ValueError("pass either a task or its keyword arguments (cost included), not both")
+        super().__init__(task, render_mode, **task_kwargs)

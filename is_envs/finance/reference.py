@@ -27,12 +27,14 @@ from scipy.stats import norm
 from is_envs.finance.dynamics import (
     BachelierTask,
     GaussianReturnTask,
+    HedgingWithCostsTask,
     OptionHedgingTask,
     QuadraticPenaltyTask,
 )
 
 __all__ = [
     "CostDynamicProgram",
+    "CostReference",
     "DynamicProgram",
     "ReferenceSolution",
     "reference_solution",
@@ -355,6 +357,38 @@ class CostDynamicProgram:
         return np.clip(np.asarray(position, dtype=np.float64), lower, upper)
 
 
+class CostReference:
+    """V* and π* of a task with transaction costs on its states s = (S, p) (last axis), from its
+    :class:`CostDynamicProgram`: the :class:`ReferenceSolution` interface RiskAC's reference errors use.
+
+    :param dp: the solved dynamic program.
+    """
+
+    method = CostDynamicProgram.method
+
+    def __init__(self, dp: CostDynamicProgram) -> None:
+        self.dp, self.task, self.risk_aversion = dp, dp.task, dp.risk_aversion
+
+    def _per_time(self, fn: Any, t: Any, s: Any) -> np.ndarray:
+        states = np.asarray(s, dtype=np.float64)
+        if states.shape[-1:] != (2,):
+            raise ValueError(f"states of a task with costs are (S, p) in the last axis, got shape {states.shape}")
+        times = np.broadcast_to(np.asarray(t), states.shape[:-1])
+        out = np.empty(states.shape[:-1])
+        for step in np.unique(times):
+            at = times == step
+            out[at] = fn(int(step), states[..., 0][at], states[..., 1][at])
+        return out
+
+    def value(self, t: Any, s: Any) -> np.ndarray:
+        """V*(t, S, p) for states ``s`` of shape ``(..., 2)``."""
+        return self._per_time(self.dp.value, t, s)
+
+    def action(self, t: Any, s: Any) -> np.ndarray:
+        """The optimal position a*(t, S, p) = clip(p, b₊, b₋) for states ``s`` of shape ``(..., 2)``, t < T."""
+        return self._per_time(self.dp.action, t, s)
+
+
 def reference_solution(
     env_or_id: Any, risk_aversion: float, method: str = "auto", **dp_kwargs: Any
 ) -> ReferenceSolution:
@@ -373,6 +407,12 @@ def reference_solution(
         raise ValueError(f"risk_aversion must be finite, got {risk_aversion!r}")
     if method not in ("auto", "closed_form", "dp"):
         raise ValueError(f"method must be 'auto', 'closed_form' or 'dp', got {method!r}")
+    if isinstance(task, HedgingWithCostsTask):
+        if not alpha > 0:
+            raise ValueError(f"risk_aversion must be > 0 for the dynamic program with costs, got {alpha}")
+        if method == "closed_form":
+            raise ValueError("no closed form with transaction costs; use method='dp'")
+        return CostReference(CostDynamicProgram(task, alpha, task.cost, **dp_kwargs))
     hedging = isinstance(task, OptionHedgingTask)
     if alpha < 0 or (alpha == 0 and not hedging):
         raise ValueError(

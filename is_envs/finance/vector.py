@@ -33,17 +33,20 @@ class BachelierVecEnv(VecEnv):
             raise ValueError(f"num_envs must be >= 1, got {num_envs!r}")
         self.task = task
         self.render_mode = None
-        super().__init__(int(num_envs), observation_space(), action_space(task))
+        super().__init__(int(num_envs), observation_space(task), action_space(task))
         self.rng = np.random.default_rng(seed)
         self.t = 0
         self.prices = np.full(self.num_envs, task.s0)
+        self.positions = np.zeros(self.num_envs)  # held before trading (observed with transaction costs)
         self._actions = np.zeros(self.num_envs)
-        self._obs_buf = np.zeros((self.num_envs, 2), dtype=np.float32)
+        self._obs_buf = np.zeros((self.num_envs, 3 if task.observes_position else 2), dtype=np.float32)
 
     def _observe(self) -> np.ndarray:
         obs = self._obs_buf.copy()
         obs[:, 0] = self.task.observe_time(self.t)
         obs[:, 1] = np.clip(self.task.observe_price(self.prices), -PRICE_OBS_BOUND, PRICE_OBS_BOUND)
+        if self.task.observes_position:
+            obs[:, 2] = self.positions
         return obs
 
     def reset(self) -> VecEnvObs:
@@ -53,6 +56,7 @@ class BachelierVecEnv(VecEnv):
         self._reset_options()
         self.t = 0
         self.prices = np.full(self.num_envs, self.task.s0)
+        self.positions = np.zeros(self.num_envs)
         return self._observe()
 
     def step_async(self, actions: np.ndarray) -> None:
@@ -62,8 +66,8 @@ class BachelierVecEnv(VecEnv):
     def step_wait(self) -> VecEnvStepReturn:
         task = self.task
         s_next = self.prices + task.mu + task.sigma * self.rng.standard_normal(self.num_envs)
-        rewards = task.reward(self.t, self.prices, self._actions, s_next).astype(np.float32)
-        self.t, self.prices = self.t + 1, s_next
+        rewards = task.trade_reward(self.t, self.prices, self.positions, self._actions, s_next).astype(np.float32)
+        self.t, self.prices, self.positions = self.t + 1, s_next, self._actions.copy()
         done = self.t == task.horizon
         dones = np.full(self.num_envs, done)
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]

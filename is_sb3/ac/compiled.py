@@ -41,6 +41,7 @@ from stable_baselines3.common.utils import polyak_update
 from torch.func import functional_call, grad_and_value
 from torch.optim.adam import adam
 
+from is_sb3.ac.task import action_dependent
 from is_sb3.losses import critic_loss, exponential_utility_actor_loss
 from is_sb3.risk import effective_sample_size
 
@@ -251,17 +252,31 @@ class CompiledIteration:
         actor_params = dict(policy.actor.named_parameters())
         critic_params = dict(policy.critic.named_parameters())
         obs = sim.observe(t, s)
+        dependent = action_dependent(sim)  # the next state depends on the action: differentiate through V_θ̄(s'(a))
         with th.no_grad():
-            v_next = policy.target_value(sim.observe(t + 1, s_next)).masked_fill(done, 0.0)
             v_now = policy.target_value(obs)
+            if not dependent:
+                v_next = policy.target_value(sim.observe(t + 1, s_next)).masked_fill(done, 0.0)
 
         def actor_objective(params: dict[str, th.Tensor]) -> tuple[th.Tensor, tuple[th.Tensor, th.Tensor]]:
             action = functional_call(policy.actor, params, (obs,)).squeeze(-1) * policy.action_scale
-            gain = sim.reward(t, s, action, s_next) + v_next - v_now
+            if dependent:
+                reached = sim.next_state(t, s, action, s_next)
+                gain = (
+                    sim.reward(t, s, action, s_next)
+                    + policy.target_value(sim.observe(t + 1, reached)).masked_fill(done, 0.0)
+                    - v_now
+                )
+            else:
+                gain = sim.reward(t, s, action, s_next) + v_next - v_now
             return exponential_utility_actor_loss(gain, alpha).mean(), (action, gain)
 
         detached = {k: v.detach() for k, v in actor_params.items()}
         actor_grads, (a_loss, (action, gain)) = grad_and_value(actor_objective, has_aux=True)(detached)
+        if dependent:
+            with th.no_grad():
+                reached = sim.next_state(t, s, action.detach(), s_next)
+                v_next = policy.target_value(sim.observe(t + 1, reached)).masked_fill(done, 0.0)
         target = sim.reward(t, s, action.detach(), s_next) + v_next
 
         def critic_objective(params: dict[str, th.Tensor]) -> tuple[th.Tensor, th.Tensor]:

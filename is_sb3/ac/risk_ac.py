@@ -17,7 +17,17 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from is_sb3.ac.compiled import CompiledIteration, supports_functional_step
 from is_sb3.ac.policies import RiskACPolicy
-from is_sb3.ac.task import RiskACTask, TaskEnv, TransitionBatch, check_task, evaluation_set, find_task, rollout_returns
+from is_sb3.ac.task import (
+    RiskACTask,
+    TaskEnv,
+    TransitionBatch,
+    action_dependent,
+    check_task,
+    evaluation_set,
+    find_task,
+    next_state,
+    rollout_returns,
+)
 from is_sb3.common import check_risk_settings, check_total_timesteps, make_env
 from is_sb3.files import atomic_path, sb3_path
 from is_sb3.losses import critic_loss, exponential_utility_actor_loss
@@ -40,7 +50,9 @@ class RiskAC(BaseAlgorithm):
     - **critic**: one optimizer step on ``critic_loss``(V_θ(s), r(s, π(s), s') + V_θ̄(s')) with α =
       ``risk_aversion`` (the target detached, V(s') = 0 at t + 1 = T);
     - **actor**: one optimizer step on the objective (14), (1/α) exp(−α(r(s, π_φ(s), s') + V_θ̄(s') −
-      V_θ̄(s))), differentiated through the action inside the reward only.
+      V_θ̄(s))), differentiated through the action inside the reward (the paper's setting, where s' does not
+      depend on the action) and, for tasks whose simulator has ``next_state`` (transaction costs: the position
+      is part of the state), also through V_θ̄(s'(π_φ(s))).
 
     Gradients are clipped by value (``max_grad_value``) and then by norm (``max_grad_norm``).
     V_θ̄ is a Polyak-averaged copy of the critic (rate ``tau``; ``tau=1`` bootstraps from the critic
@@ -322,7 +334,8 @@ class RiskAC(BaseAlgorithm):
         obs = sim.observe(tr.t, tr.s)
         action = policy.action(obs).squeeze(-1)
         with th.no_grad():
-            v_next = policy.target_value(sim.observe(tr.t + 1, tr.s_next)).masked_fill(tr.done, 0.0)
+            s_next = next_state(sim, tr.t, tr.s, action, tr.s_next)
+            v_next = policy.target_value(sim.observe(tr.t + 1, s_next)).masked_fill(tr.done, 0.0)
             v_now = policy.target_value(obs)
         # critic: TD(0) with the chosen loss, target fixed
         value = policy.value(obs)
@@ -332,7 +345,11 @@ class RiskAC(BaseAlgorithm):
         c_loss.backward()
         self._clip(policy.critic)
         policy.critic_optimizer.step()
-        # actor: objective (14), gradient through the action inside the reward only
+        # actor: objective (14), gradient through the action inside the reward (and inside V_θ̄(s'(a)) where the
+        # next state depends on the action)
+        if action_dependent(sim):
+            s_next_a = sim.next_state(tr.t, tr.s, action, tr.s_next)  # type: ignore[attr-defined]
+            v_next = policy.target_value(sim.observe(tr.t + 1, s_next_a)).masked_fill(tr.done, 0.0)
         gain = sim.reward(tr.t, tr.s, action, tr.s_next) + v_next - v_now
         a_loss = exponential_utility_actor_loss(gain, self.risk_aversion).mean()
         policy.actor_optimizer.zero_grad(set_to_none=True)

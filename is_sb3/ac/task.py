@@ -1,10 +1,12 @@
 """What RiskAC needs from a task: a small protocol, the evaluation built on it, and a Gymnasium front end.
 
 RiskAC (IS paper §4.1) learns from a *model* of the task, not from an environment's samples: the reward
-r(s, a, s') must be known and differentiable in the action, and the next state must not depend on the
-action (the actor's gradient flows through the reward only). A task that provides the members of
-:class:`RiskACTask` can be trained on, whatever it models; the Bachelier tasks of :mod:`is_envs.finance`
-are one family that implements it.
+r(s, a, s') must be known and differentiable in the action. In the paper's setting the next state does not
+depend on the action and the actor's gradient flows through the reward only; a task whose next state does
+depend on it (a position carried over with transaction costs, an inventory) gives its simulator a
+``next_state`` (below), and the actor's objective is then differentiated through both the reward and
+V_θ̄(s'(a)). A task that provides the members of :class:`RiskACTask` can be trained on, whatever it models; the
+Bachelier tasks of :mod:`is_envs.finance` are one family that implements it.
 
 Required (:class:`RiskACTask`)
     ``horizon`` (T, periods per episode); ``observation_space`` and ``action_space`` (``Box``; the action
@@ -18,6 +20,16 @@ Required (:class:`RiskACTask`)
     - ``sample_paths(n)``: whole state paths, shape ``(n, T + 1, ...)``; ``paths[:, 0]`` are start states;
     - ``observe(t, s)``: observations, shape ``(n, obs_dim)``;
     - ``reward(t, s, a, s_next)``: shape ``(n,)``, differentiable in ``a`` (shape ``(n,)``).
+
+    The states ``s`` may have trailing dimensions (e.g. ``(n, 2)`` for a price and a position held); RiskAC only
+    passes them back to the simulator.
+
+Optional, for action-dependent transitions
+    ``next_state(t, s, a, s_next)`` on the simulator: the state reached from ``s`` by action ``a``, given the
+    action-independent part of the draw ``s_next`` (of a batch, or of a path at t + 1), differentiable in ``a``.
+    Without it the next state is ``s_next`` itself. With it, the training states of ``sample_transitions`` must
+    cover the states the policy can reach (the simulator documents the law it draws them from), and paths give the
+    exogenous draws: an episode's state at t + 1 is ``next_state(t, s_t, a_t, paths[:, t + 1])``.
 
 Optional
     ``reference_solution(risk_aversion)`` returning an object with ``value(t, s)`` and ``action(t, s)``
@@ -37,8 +49,8 @@ import torch as th
 from gymnasium import spaces
 
 __all__ = [
-    "RiskACTask", "TaskEnv", "TaskSimulator", "TransitionBatch", "check_task", "evaluation_set", "find_task",
-    "rollout_returns",
+    "RiskACTask", "TaskEnv", "TaskSimulator", "TransitionBatch", "action_dependent", "check_task", "evaluation_set",
+    "find_task", "next_state", "rollout_returns",
 ]  # fmt: skip
 
 
@@ -68,6 +80,18 @@ class TaskSimulator(Protocol):
     def observe(self, t: th.Tensor, s: th.Tensor) -> th.Tensor: ...
 
     def reward(self, t: th.Tensor, s: th.Tensor, a: th.Tensor, s_next: th.Tensor) -> th.Tensor: ...
+
+
+def next_state(sim: Any, t: th.Tensor, s: th.Tensor, a: th.Tensor, s_next: th.Tensor) -> th.Tensor:
+    """The state reached from ``s`` by ``a``: the simulator's ``next_state`` where it has one (action-dependent
+    transitions), else ``s_next`` (the IS paper's setting)."""
+    step = getattr(sim, "next_state", None)
+    return s_next if step is None else step(t, s, a, s_next)
+
+
+def action_dependent(sim: Any) -> bool:
+    """Whether the simulator's next state depends on the action (it has ``next_state``)."""
+    return callable(getattr(sim, "next_state", None))
 
 
 @runtime_checkable
@@ -126,13 +150,16 @@ def evaluation_set(sim: TaskSimulator, n_states: int, n_paths: int) -> tuple[Tra
 def rollout_returns(
     sim: TaskSimulator, policy: Callable[[th.Tensor, th.Tensor], th.Tensor], paths: th.Tensor
 ) -> th.Tensor:
-    """Σ_t r_t of episodes along ``paths`` (shape ``(n, T + 1, ...)``) under ``policy(t, s) -> a``, shape ``(n,)``."""
+    """Σ_t r_t of episodes along ``paths`` (shape ``(n, T + 1, ...)``) under ``policy(t, s) -> a``, shape ``(n,)``;
+    with action-dependent transitions the states follow ``next_state`` from ``paths[:, 0]``."""
     n, horizon = paths.shape[0], paths.shape[1] - 1
     total = th.zeros(n, device=paths.device, dtype=paths.dtype)
+    state = paths[:, 0]
     for step in range(horizon):
         t = th.full((n,), step, device=paths.device, dtype=th.long)
-        a = policy(t, paths[:, step]).reshape(n).to(paths.dtype)
-        total += sim.reward(t, paths[:, step], a, paths[:, step + 1])
+        a = policy(t, state).reshape(n).to(paths.dtype)
+        total += sim.reward(t, state, a, paths[:, step + 1])
+        state = next_state(sim, t, state, a, paths[:, step + 1])
     return total
 
 
@@ -152,12 +179,12 @@ class TaskEnv(gym.Env[np.ndarray, np.ndarray]):
         self.action_space = task.action_space
         self._sim = task.simulator("cpu", th.float64, None)
         self._path: th.Tensor | None = None
+        self._state: th.Tensor | None = None
         self._t = 0
 
     def _obs(self) -> np.ndarray:
-        assert self._path is not None
-        t = th.tensor([self._t])
-        obs = self._sim.observe(t, self._path[self._t : self._t + 1]).reshape(-1)
+        assert self._state is not None
+        obs = self._sim.observe(th.tensor([self._t]), self._state).reshape(-1)
         return obs.numpy().astype(np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
@@ -165,6 +192,7 @@ class TaskEnv(gym.Env[np.ndarray, np.ndarray]):
         if seed is not None:
             self._sim.generator.manual_seed(int(seed))
         self._path, self._t = self._sim.sample_paths(1)[0], 0
+        self._state = self._path[0:1]
         return self._obs(), {}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
@@ -175,8 +203,10 @@ class TaskEnv(gym.Env[np.ndarray, np.ndarray]):
             raise ValueError(f"action must be one finite number, got {action!r}")
         a = np.clip(a, self.task.action_space.low, self.task.action_space.high)
         t = th.tensor([self._t])
-        s, s_next = self._path[self._t : self._t + 1], self._path[self._t + 1 : self._t + 2]
-        reward = self._sim.reward(t, s, th.as_tensor(a), s_next)
+        assert self._state is not None
+        s, s_next, chosen = self._state, self._path[self._t + 1 : self._t + 2], th.as_tensor(a)
+        reward = self._sim.reward(t, s, chosen, s_next)
+        self._state = next_state(self._sim, t, s, chosen, s_next)
         self._t += 1
         terminated = self._t == self.task.horizon
         return self._obs(), float(reward[0]), terminated, False, {}
