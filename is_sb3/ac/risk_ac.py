@@ -118,7 +118,7 @@ class RiskAC(BaseAlgorithm):
     def __init__(
         self,
         policy: str | type[RiskACPolicy],
-        env: GymEnv | str | None,
+        env: GymEnv | str | RiskACTask | None,
         risk_aversion: float = 1.0,
         critic_loss: str = "is",
         learning_rate: float | Schedule = WarmupConstantCosine(),  # noqa: B008  (immutable dataclass)
