@@ -64,7 +64,7 @@ class _ReferencePolicy(RiskACPolicy):
 class OptimalHedgePolicy(_ReferencePolicy):
     """The actor is the reference policy π*(s) (for the quadratic task, a = S − S_0)."""
 
-    def action(self, obs: th.Tensor) -> th.Tensor:
+    def action(self, obs: th.Tensor, alpha: float | th.Tensor | None = None) -> th.Tensor:
         a = self._as_tensor(self.reference.action(*self._state(obs)), obs)
         return a.unsqueeze(-1) + 0.0 * self.actor(obs)
 
@@ -72,10 +72,10 @@ class OptimalHedgePolicy(_ReferencePolicy):
 class ExactCriticPolicy(_ReferencePolicy):
     """The critic and its target are the reference value V*(s)."""
 
-    def value(self, obs: th.Tensor) -> th.Tensor:
+    def value(self, obs: th.Tensor, alpha: float | th.Tensor | None = None) -> th.Tensor:
         return self.target_value(obs) + 0.0 * self.critic(obs).squeeze(-1)
 
-    def target_value(self, obs: th.Tensor) -> th.Tensor:
+    def target_value(self, obs: th.Tensor, alpha: float | th.Tensor | None = None) -> th.Tensor:
         return self._as_tensor(self.reference.value(*self._state(obs)), obs)
 
 

@@ -50,7 +50,9 @@ def _observations(task: Any, t: Any, s: Any, position: Any) -> np.ndarray:
     return np.stack(columns, axis=-1).astype(np.float32)
 
 
-def indifference_price(model: Any, t: Any = 0, s: Any = None, position: Any = None) -> np.ndarray:
+def indifference_price(
+    model: Any, t: Any = 0, s: Any = None, position: Any = None, risk_aversion: float | None = None
+) -> np.ndarray:
     """The seller's indifference price of the task's liability at time t and price S: **−V(t, S)**
     (**−V(t, S, p)** with transaction costs, p the position held).
 
@@ -67,6 +69,8 @@ def indifference_price(model: Any, t: Any = 0, s: Any = None, position: Any = No
     :param s: price(s) S_t (default S_0); broadcast with ``t``.
     :param position: with transaction costs, the position(s) p held before trading (default 0); broadcast with
         ``t`` and ``s``. Refused for frictionless tasks, whose value does not depend on it.
+    :param risk_aversion: for an agent trained over a range of risk aversions (``risk_aversion_range``), the α of
+        the price (default: the model's ``risk_aversion``).
     :return: the prices, float64, of the broadcast shape of ``t``, ``s`` (and ``position``).
     """
     task = _task(model)
@@ -82,7 +86,8 @@ def indifference_price(model: Any, t: Any = 0, s: Any = None, position: Any = No
     if np.any((t_b < 0) | (t_b > task.horizon) | (t_b != np.round(t_b))):
         raise ValueError(f"t must be integers in 0..{task.horizon}, got {t!r}")
     obs = _observations(task, t_b.reshape(-1), s_b.reshape(-1), p_b.reshape(-1))
-    return -model.predict_value(obs).astype(np.float64).reshape(t_b.shape)
+    values = model.predict_value(obs) if risk_aversion is None else model.predict_value(obs, risk_aversion)
+    return -np.asarray(values, dtype=np.float64).reshape(t_b.shape)
 
 
 def hedge_paths(model: Any, prices: Any) -> dict[str, np.ndarray]:

@@ -87,9 +87,9 @@ _DILOG_TERMS = 56  # Σ w^k/k² with w ≤ ½: 2^−56 < float64 epsilon
 
 
 class LossFn(Protocol):
-    """The uniform signature of the per-sample critic losses."""
+    """The uniform signature of the per-sample critic losses (a tensor α, one per sample: "is" and "mse" only)."""
 
-    def __call__(self, prediction: th.Tensor, target: th.Tensor, risk_aversion: float) -> th.Tensor: ...
+    def __call__(self, prediction: th.Tensor, target: th.Tensor, risk_aversion: float | th.Tensor) -> th.Tensor: ...
 
 
 #: |α| below this is α = 0 in the losses (½δ², exact to O(αδ) < 1e-15·|δ|): α² would underflow float32 (a NaN
@@ -97,7 +97,7 @@ class LossFn(Protocol):
 TINY_ALPHA = 1e-15
 
 
-def _check(prediction: th.Tensor, target: th.Tensor, risk_aversion: float) -> tuple[float, th.Tensor]:
+def _check(prediction: th.Tensor, target: th.Tensor, risk_aversion: float | th.Tensor) -> tuple[float, th.Tensor]:
     """α as a float (|α| < ``TINY_ALPHA`` as 0) and the target in the prediction's dtype, after the checks every
     loss shares: same shapes, finite α, not empty, not float16."""
     if prediction.shape != target.shape:
@@ -112,10 +112,37 @@ def _check(prediction: th.Tensor, target: th.Tensor, risk_aversion: float) -> tu
             "float16 cannot hold the losses (its largest number is 65504; e^{αδ} passes it at αδ = 11): use float32, "
             "or bfloat16, whose losses are computed in float32"
         )
+    if isinstance(risk_aversion, th.Tensor):
+        raise ValueError("per-sample risk aversions (a tensor) are taken by the 'is' and 'mse' losses only")
     alpha = float(risk_aversion)
     if not math.isfinite(alpha):
         raise ValueError(f"risk_aversion must be a finite real number, got {risk_aversion!r}")
     return (0.0 if abs(alpha) < TINY_ALPHA else alpha), target.to(prediction.dtype)
+
+
+def _checkable(alphas: th.Tensor) -> bool:
+    """Whether per-sample α can be checked by value here: on the CPU outside a compiled graph (elsewhere the check
+    would synchronise with the device or break the graph; RiskAC draws them valid by construction)."""
+    return alphas.device.type == "cpu" and not th.compiler.is_compiling()
+
+
+def _check_per_sample(
+    prediction: th.Tensor, target: th.Tensor, risk_aversion: float | th.Tensor
+) -> tuple[float | th.Tensor, th.Tensor]:
+    """:func:`_check`, or for a tensor α (one per sample, the shape of the prediction, every |α| ≥ ``TINY_ALPHA``,
+    finite) that α in the prediction's dtype."""
+    if not isinstance(risk_aversion, th.Tensor):
+        return _check(prediction, target, risk_aversion)
+    _check(prediction, target, 1.0)
+    if risk_aversion.shape != prediction.shape:
+        raise ValueError(
+            f"per-sample risk_aversion must have the prediction's shape {tuple(prediction.shape)}, "
+            f"got {tuple(risk_aversion.shape)}"
+        )
+    alpha = risk_aversion.detach().to(prediction.dtype)
+    if _checkable(alpha) and not bool(th.isfinite(alpha).all() & (alpha.abs() >= TINY_ALPHA).all()):
+        raise ValueError("per-sample risk_aversion must be finite with |α| >= 1e-15 (use a float 0 for α = 0)")
+    return alpha, target.to(prediction.dtype)
 
 
 def _in_float32_for_bfloat16(loss: LossFn) -> LossFn:
@@ -123,7 +150,7 @@ def _in_float32_for_bfloat16(loss: LossFn) -> LossFn:
     the series and the cancelling differences away; its range, float32's, holds the result)."""
 
     @functools.wraps(loss)
-    def wrapped(prediction: th.Tensor, target: th.Tensor, risk_aversion: float = 0.0) -> th.Tensor:
+    def wrapped(prediction: th.Tensor, target: th.Tensor, risk_aversion: float | th.Tensor = 0.0) -> th.Tensor:
         if prediction.dtype == th.bfloat16:
             return loss(prediction.float(), target.float(), risk_aversion).to(th.bfloat16)
         return loss(prediction, target, risk_aversion)
@@ -140,7 +167,7 @@ def _horner(x: th.Tensor, coeffs: list[float]) -> th.Tensor:
 
 
 @_in_float32_for_bfloat16
-def mse(prediction: th.Tensor, target: th.Tensor, risk_aversion: float = 0.0) -> th.Tensor:
+def mse(prediction: th.Tensor, target: th.Tensor, risk_aversion: float | th.Tensor = 0.0) -> th.Tensor:
     """Squared error ½ δ², δ = prediction − target; ``risk_aversion`` is accepted and ignored.
 
     :param prediction: critic output, shape ``(*)``.
@@ -148,13 +175,13 @@ def mse(prediction: th.Tensor, target: th.Tensor, risk_aversion: float = 0.0) ->
     :param risk_aversion: unused (kept for the uniform signature).
     :return: per-sample loss, shape ``(*)``.
     """
-    _, target = _check(prediction, target, risk_aversion)
+    _, target = _check_per_sample(prediction, target, risk_aversion)
     delta = prediction - target
     return 0.5 * delta * delta
 
 
 @_in_float32_for_bfloat16
-def itakura_saito(prediction: th.Tensor, target: th.Tensor, risk_aversion: float) -> th.Tensor:
+def itakura_saito(prediction: th.Tensor, target: th.Tensor, risk_aversion: float | th.Tensor) -> th.Tensor:
     """Itakura-Saito loss ℓ = (e^{αδ} − αδ − 1)/α², δ = prediction − target (IS paper).
 
     It is the Itakura-Saito divergence of x = e^{−α·target} from y = e^{−α·prediction}, so it
@@ -166,12 +193,13 @@ def itakura_saito(prediction: th.Tensor, target: th.Tensor, risk_aversion: float
 
     :param prediction: critic output, shape ``(*)``.
     :param target: fixed target, shape ``(*)``.
-    :param risk_aversion: α, any finite real (negative: risk seeking).
+    :param risk_aversion: α, any finite real (negative: risk seeking); or one α per sample, a tensor of the
+        prediction's shape (each |α| ≥ 1e-15), for agents trained over a range of risk aversions.
     :return: per-sample loss, shape ``(*)``.
     """
-    alpha, target = _check(prediction, target, risk_aversion)
+    alpha, target = _check_per_sample(prediction, target, risk_aversion)
     delta = prediction - target
-    if alpha == 0.0:
+    if isinstance(alpha, float) and alpha == 0.0:
         return 0.5 * delta * delta
     x = alpha * delta
     small = x.abs() < _IS_SERIES_BELOW
@@ -187,7 +215,7 @@ def itakura_saito(prediction: th.Tensor, target: th.Tensor, risk_aversion: float
 
 
 @_in_float32_for_bfloat16
-def exponential_mse(prediction: th.Tensor, target: th.Tensor, risk_aversion: float) -> th.Tensor:
+def exponential_mse(prediction: th.Tensor, target: th.Tensor, risk_aversion: float | th.Tensor) -> th.Tensor:
     """Exponential MSE ℓ = (e^{−α·prediction} − e^{−α·target})²/(2α²).
 
     Written as ½ e^{−2α·target} δ² φ(−αδ)² with φ(z) = expm1(z)/z, which is the same number but
@@ -255,7 +283,7 @@ class _SoftplusLossFn(th.autograd.Function):
 
 
 @_in_float32_for_bfloat16
-def softplus_loss(prediction: th.Tensor, target: th.Tensor, risk_aversion: float) -> th.Tensor:
+def softplus_loss(prediction: th.Tensor, target: th.Tensor, risk_aversion: float | th.Tensor) -> th.Tensor:
     """Softplus (Delétang-style) loss whose gradient is 2δ·sigmoid(αδ).
 
     ℓ = (2δ/α) softplus(αδ) + (2/α²) Li₂(−e^{αδ}) + π²/(6α²). Its minimiser equals the certainty
@@ -297,7 +325,7 @@ def critic_loss(
     name: str,
     prediction: th.Tensor,
     target: th.Tensor,
-    risk_aversion: float,
+    risk_aversion: float | th.Tensor,
     reduction: Literal["mean", "sum", "none"] = "mean",
 ) -> th.Tensor:
     """The critic loss ``name`` ∈ {"mse", "emse", "sp", "is"} of ``prediction`` against ``target``.
@@ -348,7 +376,7 @@ class CriticLoss(nn.Module):
 SMALL_ACTOR_ALPHA = 1e-6
 
 
-def exponential_utility_actor_loss(gain: th.Tensor, risk_aversion: float) -> th.Tensor:
+def exponential_utility_actor_loss(gain: th.Tensor, risk_aversion: float | th.Tensor) -> th.Tensor:
     """Deterministic actor objective of the IS paper (eq. 14), per sample, up to a per-batch scale.
 
     ``gain`` is x = r(s, π(s), s') + V_θ̄(s') − V_θ̄(s), differentiable through the action only. The
@@ -360,9 +388,18 @@ def exponential_utility_actor_loss(gain: th.Tensor, risk_aversion: float) -> th.
     agree to O(α) and (1/α) would overflow; α < 0 (risk seeking) works unchanged.
 
     :param gain: x, shape ``(*)``.
-    :param risk_aversion: α.
+    :param risk_aversion: α, or one α per sample (a tensor of the gain's shape, every |α| ≥ 1e-6): each sample's
+        (1/α)e^{−αx}, all scaled by one e^{−c} per batch.
     :return: per-sample loss, shape ``(*)``.
     """
+    if isinstance(risk_aversion, th.Tensor):  # one α per sample: every sample's own (1/α)e^{−αx}, one batch scale
+        alphas = risk_aversion.detach().to(gain.dtype)
+        if alphas.shape != gain.shape:
+            raise ValueError(f"per-sample risk_aversion must have the gain's shape {tuple(gain.shape)}")
+        if _checkable(alphas) and not bool(th.isfinite(alphas).all() & (alphas.abs() >= SMALL_ACTOR_ALPHA).all()):
+            raise ValueError("per-sample risk_aversion must be finite with |α| >= 1e-6")
+        z = -alphas * gain
+        return th.exp(z - z.detach().max()) / alphas
     alpha = float(risk_aversion)
     if not math.isfinite(alpha):
         raise ValueError(f"risk_aversion must be a finite real number, got {risk_aversion!r}")

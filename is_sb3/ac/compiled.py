@@ -230,7 +230,7 @@ class CompiledIteration:
         nets = (policy.actor, policy.critic, policy.critic_target)
         return (
             m.risk_aversion, m.critic_loss, m.tau, m.max_grad_value, m.max_grad_norm, policy.value_scale,
-            policy.action_scale, id(policy), id(sim),
+            policy.action_scale, policy.risk_aversion_range, id(policy), id(sim),
             tuple(id(x) for net in nets for x in _modules_and_parameters(net)),
             adam_hyperparameters(policy.critic_optimizer), adam_hyperparameters(policy.actor_optimizer),
             th.is_grad_enabled(),
@@ -242,29 +242,35 @@ class CompiledIteration:
         s: th.Tensor,
         s_next: th.Tensor,
         done: th.Tensor,
+        alphas: th.Tensor | None,
         lr_critic: th.Tensor,
         lr_actor: th.Tensor,
         critic_adam: tuple[float, float, float, float],
         actor_adam: tuple[float, float, float, float],
     ) -> StepOutput:
         m = self.model
-        policy, sim, alpha = m.policy, m.simulator, m.risk_aversion
+        policy, sim = m.policy, m.simulator
+        alpha: float | th.Tensor = m.risk_aversion if alphas is None else alphas  # one α, or one per sample
         actor_params = dict(policy.actor.named_parameters())
         critic_params = dict(policy.critic.named_parameters())
         obs = sim.observe(t, s)
+        x, scale = policy._inputs(obs, alphas)  # the networks' input (α appended for a range) and output scale
         dependent = action_dependent(sim)  # the next state depends on the action: differentiate through V_θ̄(s'(a))
         with th.no_grad():
-            v_now = policy.target_value(obs)
+            v_now = policy.target_value(obs, alphas)
             if not dependent:
-                v_next = policy.target_value(sim.observe(t + 1, s_next)).masked_fill(done, 0.0)
+                v_next = policy.target_value(sim.observe(t + 1, s_next), alphas).masked_fill(done, 0.0)
+
+        def scaled(out: th.Tensor, factor: float) -> th.Tensor:
+            return out * factor if alphas is None else out * factor * scale
 
         def actor_objective(params: dict[str, th.Tensor]) -> tuple[th.Tensor, tuple[th.Tensor, th.Tensor]]:
-            action = functional_call(policy.actor, params, (obs,)).squeeze(-1) * policy.action_scale
+            action = scaled(functional_call(policy.actor, params, (x,)).squeeze(-1), policy.action_scale)
             if dependent:
                 reached = sim.next_state(t, s, action, s_next)
                 gain = (
                     sim.reward(t, s, action, s_next)
-                    + policy.target_value(sim.observe(t + 1, reached)).masked_fill(done, 0.0)
+                    + policy.target_value(sim.observe(t + 1, reached), alphas).masked_fill(done, 0.0)
                     - v_now
                 )
             else:
@@ -276,11 +282,11 @@ class CompiledIteration:
         if dependent:
             with th.no_grad():
                 reached = sim.next_state(t, s, action.detach(), s_next)
-                v_next = policy.target_value(sim.observe(t + 1, reached)).masked_fill(done, 0.0)
+                v_next = policy.target_value(sim.observe(t + 1, reached), alphas).masked_fill(done, 0.0)
         target = sim.reward(t, s, action.detach(), s_next) + v_next
 
         def critic_objective(params: dict[str, th.Tensor]) -> tuple[th.Tensor, th.Tensor]:
-            value = functional_call(policy.critic, params, (obs,)).squeeze(-1) * policy.value_scale
+            value = scaled(functional_call(policy.critic, params, (x,)).squeeze(-1), policy.value_scale)
             return critic_loss(m.critic_loss, value, target, alpha), value
 
         detached = {k: v.detach() for k, v in critic_params.items()}
@@ -297,7 +303,9 @@ class CompiledIteration:
             actor_ess = effective_sample_size(-alpha * gain.detach()) / t.shape[0]
             return th.stack([c_loss.detach(), a_loss.detach(), critic_ess, actor_ess])
 
-    def __call__(self, t: th.Tensor, s: th.Tensor, s_next: th.Tensor, done: th.Tensor) -> StepOutput | None:
+    def __call__(
+        self, t: th.Tensor, s: th.Tensor, s_next: th.Tensor, done: th.Tensor, alphas: th.Tensor | None = None
+    ) -> StepOutput | None:
         """The iteration's outputs (see :data:`StepOutput`), or ``None`` (and ``failed`` set) where compiling is
         impossible."""
         if self.failed:
@@ -311,7 +319,7 @@ class CompiledIteration:
         lrs = [th.tensor(float(opt.param_groups[0]["lr"])) for opt in optimizers]
         hypers = [adam_hyperparameters(opt) for opt in optimizers]
         try:
-            return self._fn(t, s, s_next, done, *lrs, *hypers)
+            return self._fn(t, s, s_next, done, alphas, *lrs, *hypers)
         except Exception as err:  # compiling failed before anything ran (the update is one graph)
             if not _is_compile_error(err):
                 raise

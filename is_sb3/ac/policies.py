@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch as th
@@ -13,6 +14,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from is_sb3.activations import Mish
+from is_sb3.validation import MAX_RISK_AVERSION
 
 __all__ = ["MlpPolicy", "RiskACPolicy"]
 
@@ -32,6 +34,11 @@ class RiskACPolicy(BasePolicy):
     :param optimizer_kwargs: its keyword arguments (default betas (0.99, 0.999)).
     :param value_scale: V_θ(s) = value_scale · critic(s) (RiskAC sets 1/max(1, |α|): see there).
     :param action_scale: π_φ(s) = action_scale · actor(s).
+    :param risk_aversion_range: ``(low, high)``, 0 < low < high: one actor and one critic for every α in the range,
+        α an input of both (as u = 2 (log α − log low)/(log high − log low) − 1 ∈ [−1, 1], appended to the
+        observation), with the output scale 1/max(1, α) per sample; ``None``: one α (the networks see the
+        observation only).
+    :param risk_aversion: with a range, the α that ``value``, ``action`` and ``predict`` use when none is given.
     """
 
     def __init__(
@@ -45,6 +52,8 @@ class RiskACPolicy(BasePolicy):
         optimizer_kwargs: dict[str, Any] | None = None,
         value_scale: float = 1.0,
         action_scale: float = 1.0,
+        risk_aversion_range: tuple[float, float] | None = None,
+        risk_aversion: float = 1.0,
     ) -> None:
         if optimizer_kwargs is None:
             optimizer_kwargs = {"betas": (0.99, 0.999)}
@@ -64,7 +73,13 @@ class RiskACPolicy(BasePolicy):
         self.activation_fn = activation_fn
         pi_arch = self.net_arch["pi"] if isinstance(self.net_arch, dict) else self.net_arch
         vf_arch = self.net_arch["vf"] if isinstance(self.net_arch, dict) else self.net_arch
-        obs_dim = get_flattened_obs_dim(observation_space)
+        self.risk_aversion_range = (
+            None if risk_aversion_range is None else check_risk_aversion_range(risk_aversion_range)
+        )
+        self.risk_aversion = float(risk_aversion)
+        if self.risk_aversion_range is not None:
+            self.check_in_range(self.risk_aversion)
+        obs_dim = get_flattened_obs_dim(observation_space) + (self.risk_aversion_range is not None)
         action_dim = int(action_space.shape[0])
         self.actor = nn.Sequential(*create_mlp(obs_dim, action_dim, list(pi_arch), activation_fn))
         self.critic = nn.Sequential(*create_mlp(obs_dim, 1, list(vf_arch), activation_fn))
@@ -75,17 +90,43 @@ class RiskACPolicy(BasePolicy):
         self.actor_optimizer = optimizer_class(self.actor.parameters(), lr=lr, **self.optimizer_kwargs)  # type: ignore[call-arg]
         self.critic_optimizer = optimizer_class(self.critic.parameters(), lr=lr, **self.optimizer_kwargs)  # type: ignore[call-arg]
 
-    def value(self, obs: th.Tensor) -> th.Tensor:
-        """V_θ(s), shape ``(batch,)``."""
-        return self.critic(obs).squeeze(-1) * self.value_scale
+    def check_in_range(self, risk_aversion: float) -> float:
+        """``risk_aversion`` as a float if this policy (with a range) covers it, else a ``ValueError``."""
+        assert self.risk_aversion_range is not None
+        low, high = self.risk_aversion_range
+        alpha = float(risk_aversion)
+        if not low <= alpha <= high:
+            raise ValueError(f"risk_aversion must be in the trained range [{low:g}, {high:g}], got {risk_aversion!r}")
+        return alpha
 
-    def target_value(self, obs: th.Tensor) -> th.Tensor:
+    def _inputs(self, obs: th.Tensor, alpha: float | th.Tensor | None) -> tuple[th.Tensor, th.Tensor | float]:
+        """The networks' input and the output scale: the observation as it is (one α), or with the α feature
+        appended and the per-sample scale 1/max(1, α) (a range; ``alpha`` None: the policy's ``risk_aversion``)."""
+        if self.risk_aversion_range is None:
+            if alpha is not None:
+                raise ValueError("this policy was trained for one risk aversion; risk_aversion is not an input")
+            return obs, 1.0
+        if not isinstance(alpha, th.Tensor):
+            value = self.risk_aversion if alpha is None else self.check_in_range(alpha)
+            alpha = th.full(obs.shape[:1], value, dtype=obs.dtype, device=obs.device)
+        low, high = self.risk_aversion_range
+        u = 2.0 * (th.log(alpha) - math.log(low)) / (math.log(high) - math.log(low)) - 1.0
+        return th.cat([obs, u.to(obs.dtype).unsqueeze(-1)], dim=-1), 1.0 / alpha.clamp(min=1.0)
+
+    def value(self, obs: th.Tensor, alpha: float | th.Tensor | None = None) -> th.Tensor:
+        """V_θ(s) (at α: with a range, a float or one per sample), shape ``(batch,)``."""
+        x, scale = self._inputs(obs, alpha)
+        return self.critic(x).squeeze(-1) * self.value_scale * scale
+
+    def target_value(self, obs: th.Tensor, alpha: float | th.Tensor | None = None) -> th.Tensor:
         """V_θ̄(s) of the target critic (Polyak average of V_θ), shape ``(batch,)``."""
-        return self.critic_target(obs).squeeze(-1) * self.value_scale
+        x, scale = self._inputs(obs, alpha)
+        return self.critic_target(x).squeeze(-1) * self.value_scale * scale
 
-    def action(self, obs: th.Tensor) -> th.Tensor:
-        """π_φ(s), shape ``(batch, action_dim)``."""
-        return self.actor(obs) * self.action_scale
+    def action(self, obs: th.Tensor, alpha: float | th.Tensor | None = None) -> th.Tensor:
+        """π_φ(s) (at α with a range), shape ``(batch, action_dim)``."""
+        x, scale = self._inputs(obs, alpha)
+        return self.actor(x) * self.action_scale * (scale if isinstance(scale, float) else scale.unsqueeze(-1))
 
     def forward(self, obs: PyTorchObs, deterministic: bool = True) -> th.Tensor:
         return self._predict(obs, deterministic)
@@ -104,8 +145,21 @@ class RiskACPolicy(BasePolicy):
             lr_schedule=self._dummy_schedule,
             value_scale=self.value_scale,
             action_scale=self.action_scale,
+            risk_aversion_range=self.risk_aversion_range,
+            risk_aversion=self.risk_aversion,
         )
         return data
+
+
+def check_risk_aversion_range(value: Any) -> tuple[float, float]:
+    """``(low, high)`` as floats with 0 < low < high ≤ 1e6, else a ``ValueError`` naming the parameter."""
+    try:
+        low, high = (float(x) for x in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"risk_aversion_range must be a pair (low, high), got {value!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high) and 0 < low < high <= MAX_RISK_AVERSION):
+        raise ValueError(f"risk_aversion_range must satisfy 0 < low < high <= {MAX_RISK_AVERSION:g}, got {value!r}")
+    return low, high
 
 
 MlpPolicy = RiskACPolicy

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from typing import Any, ClassVar, TypeVar
@@ -16,7 +17,7 @@ from stable_baselines3.common.utils import polyak_update
 from stable_baselines3.common.vec_env import VecEnv
 
 from is_sb3.ac.compiled import CompiledIteration, supports_functional_step
-from is_sb3.ac.policies import RiskACPolicy
+from is_sb3.ac.policies import RiskACPolicy, check_risk_aversion_range
 from is_sb3.ac.task import (
     RiskACTask,
     TaskEnv,
@@ -109,6 +110,11 @@ class RiskAC(BaseAlgorithm):
         devices, off on CUDA, where the compiled path has not been measured yet (pass ``True`` to try it).
         Where compiling is impossible (no C++ compiler, unsupported platform) training warns once and
         continues eagerly; ``False`` always uses the eager iteration.
+    :param risk_aversion_range: ``(low, high)``: train **one agent for every α in the range**: α is an input of
+        critic and actor, drawn per transition log-uniformly over the range, and ``predict``, ``predict_value``
+        (and :func:`is_sb3.hedging.indifference_price`) take ``risk_aversion=α``; ``risk_aversion`` is then the
+        default α (of ``evaluate`` and of calls without one) and must lie in the range. IS loss only; the
+        iteration runs eagerly. ``None`` (default): one α.
     :param _init_setup_model: build the networks at construction (internal; used by ``load``).
     """
 
@@ -136,9 +142,19 @@ class RiskAC(BaseAlgorithm):
         seed: int | None = None,
         device: th.device | str = "auto",
         torch_compile: bool | None = None,
+        risk_aversion_range: tuple[float, float] | None = None,
         _init_setup_model: bool = True,
     ) -> None:
         alpha = check_risk_settings(risk_aversion, critic_loss)
+        if risk_aversion_range is not None:
+            low, high = risk_aversion_range = check_risk_aversion_range(risk_aversion_range)
+            if critic_loss != "is":
+                raise ValueError(f"risk_aversion_range trains with critic_loss='is', got {critic_loss!r}")
+            if not low <= alpha <= high:
+                raise ValueError(
+                    f"risk_aversion (the default α of predict and evaluate) must be in risk_aversion_range "
+                    f"[{low:g}, {high:g}], got {alpha!r}"
+                )
         check_integer("batch_size", batch_size, 1)
         check_learning_rate(learning_rate)
         check_device(device)
@@ -179,6 +195,7 @@ class RiskAC(BaseAlgorithm):
             supported_action_spaces=(spaces.Box,),
         )
         self.risk_aversion = alpha
+        self.risk_aversion_range = risk_aversion_range
         self.critic_loss = critic_loss
         self.batch_size = int(batch_size)
         self.max_grad_value = max_grad_value
@@ -201,7 +218,12 @@ class RiskAC(BaseAlgorithm):
         self._setup_lr_schedule()
         self.set_random_seed(self.seed)
         scale = 1.0 / max(1.0, abs(self.risk_aversion))
-        kwargs = {"value_scale": scale, "action_scale": scale, **self.policy_kwargs}
+        kwargs: dict[str, Any] = {"value_scale": scale, "action_scale": scale}
+        alpha_range = getattr(self, "risk_aversion_range", None)  # files of earlier versions have none
+        if alpha_range is not None:  # the scale is per sample, 1/max(1, α)
+            self.risk_aversion_range = check_risk_aversion_range(alpha_range)  # a list after a JSON round trip
+            kwargs = {"risk_aversion_range": self.risk_aversion_range, "risk_aversion": self.risk_aversion}
+        kwargs.update(self.policy_kwargs)
         self.policy = self.policy_class(  # type: ignore[assignment]
             self.observation_space, self.action_space, self.lr_schedule, **kwargs
         ).to(self.device)
@@ -301,6 +323,7 @@ class RiskAC(BaseAlgorithm):
         other than plain Adam always run eagerly.
         """
         tr = self.simulator.sample_transitions(self.batch_size)
+        alphas = self._sample_risk_aversions(tr.t.shape[0]) if self.risk_aversion_range is not None else None
         policy = self.policy
         use_compile = self.device.type == "cpu" if self.torch_compile is None else self.torch_compile
         if (
@@ -316,31 +339,42 @@ class RiskAC(BaseAlgorithm):
                 else:
                     self._compile_unavailable = True
             if self._compiled is not None:
-                out = self._compiled(tr.t, tr.s, tr.s_next, tr.done)
+                out = self._compiled(tr.t, tr.s, tr.s_next, tr.done, alphas)
                 if out is not None:
                     self._last_stats = out
                     return out[0], out[1]
                 self._compile_unavailable = True  # compiling is impossible here: warned once, eager from now on
-        return self._eager_step(tr)
+        return self._eager_step(tr, alphas)
+
+    def _sample_risk_aversions(self, n: int) -> th.Tensor:
+        """One α per transition, log-uniform over ``risk_aversion_range``, from the simulator's generator (saved and
+        resumed with it)."""
+        assert self.risk_aversion_range is not None
+        low, high = (math.log(x) for x in self.risk_aversion_range)
+        u = th.rand(n, generator=self.simulator.generator, device=self.device, dtype=th.float32)
+        return th.exp(low + u * (high - low))
 
     @property
     def _last_ess(self) -> th.Tensor:
         """ESS fractions (critic, actor) of the last iteration's exponential weights, shape ``(2,)``."""
         return self._last_stats[2:]
 
-    def _eager_step(self, tr: TransitionBatch) -> tuple[th.Tensor, th.Tensor]:
-        """The iteration in plain PyTorch (``backward``, ``clip_grad_*``, ``optimizer.step``): the reference."""
+    def _eager_step(self, tr: TransitionBatch, alphas: th.Tensor | None = None) -> tuple[th.Tensor, th.Tensor]:
+        """The iteration in plain PyTorch (``backward``, ``clip_grad_*``, ``optimizer.step``): the reference.
+        ``alphas``: one α per transition (an agent for a range of risk aversions: α is an input of both networks
+        and each sample's loss uses its own)."""
         sim, policy = self.simulator, self.policy
+        alpha: float | th.Tensor = self.risk_aversion if alphas is None else alphas
         obs = sim.observe(tr.t, tr.s)
-        action = policy.action(obs).squeeze(-1)
+        action = policy.action(obs, alphas).squeeze(-1)
         with th.no_grad():
             s_next = next_state(sim, tr.t, tr.s, action, tr.s_next)
-            v_next = policy.target_value(sim.observe(tr.t + 1, s_next)).masked_fill(tr.done, 0.0)
-            v_now = policy.target_value(obs)
+            v_next = policy.target_value(sim.observe(tr.t + 1, s_next), alphas).masked_fill(tr.done, 0.0)
+            v_now = policy.target_value(obs, alphas)
         # critic: TD(0) with the chosen loss, target fixed
-        value = policy.value(obs)
+        value = policy.value(obs, alphas)
         target = sim.reward(tr.t, tr.s, action.detach(), tr.s_next) + v_next
-        c_loss = critic_loss(self.critic_loss, value, target, self.risk_aversion)
+        c_loss = critic_loss(self.critic_loss, value, target, alpha)
         policy.critic_optimizer.zero_grad(set_to_none=True)
         c_loss.backward()
         self._clip(policy.critic)
@@ -349,21 +383,42 @@ class RiskAC(BaseAlgorithm):
         # next state depends on the action)
         if action_dependent(sim):
             s_next_a = sim.next_state(tr.t, tr.s, action, tr.s_next)  # type: ignore[attr-defined]
-            v_next = policy.target_value(sim.observe(tr.t + 1, s_next_a)).masked_fill(tr.done, 0.0)
+            v_next = policy.target_value(sim.observe(tr.t + 1, s_next_a), alphas).masked_fill(tr.done, 0.0)
         gain = sim.reward(tr.t, tr.s, action, tr.s_next) + v_next - v_now
-        a_loss = exponential_utility_actor_loss(gain, self.risk_aversion).mean()
+        a_loss = exponential_utility_actor_loss(gain, alpha).mean()
         policy.actor_optimizer.zero_grad(set_to_none=True)
         a_loss.backward()
         self._clip(policy.actor)
         policy.actor_optimizer.step()
         polyak_update(policy.critic.parameters(), policy.critic_target.parameters(), self.tau)
         # share of the batch carrying each gradient (Kish ESS of e^{αδ} and e^{−α·gain}); on device, no sync
-        alpha = self.risk_aversion
         with th.no_grad():
             critic_ess = effective_sample_size(alpha * (value - target)) / self.batch_size
             actor_ess = effective_sample_size(-alpha * gain) / self.batch_size
             self._last_stats = th.stack([c_loss, a_loss, critic_ess, actor_ess])
         return c_loss.detach(), a_loss.detach()
+
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+        risk_aversion: float | None = None,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """SB3's ``predict`` (the actor is deterministic); ``risk_aversion``: for an agent trained over
+        ``risk_aversion_range``, the α to act at (default: the model's ``risk_aversion``; ``ValueError`` outside
+        the range or for a one-α agent)."""
+        if risk_aversion is None:
+            return super().predict(observation, state, episode_start, deterministic)
+        if self.risk_aversion_range is None:
+            raise ValueError("this model was trained for one risk aversion; risk_aversion is not an input")
+        default = self.policy.risk_aversion
+        self.policy.risk_aversion = self.policy.check_in_range(risk_aversion)
+        try:
+            return super().predict(observation, state, episode_start, deterministic)
+        finally:
+            self.policy.risk_aversion = default
 
     @th.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -471,9 +526,11 @@ class RiskAC(BaseAlgorithm):
 
         return rollout_returns(sim, act, self._eval_paths).double()
 
-    def predict_value(self, observation: np.ndarray) -> np.ndarray:
+    def predict_value(self, observation: np.ndarray, risk_aversion: float | None = None) -> np.ndarray:
         """V_θ of observations ``(n, d)`` (or one ``(d,)``) as numpy, shape ``(n,)`` (or ``(1,)``); d = the
-        observation size (2 for the finance tasks: [t/T, normalised price])."""
+        observation size (2 for the finance tasks: [t/T, normalised price]; 3 with transaction costs).
+        ``risk_aversion``: for an agent trained over ``risk_aversion_range``, the α of the value (default: the
+        model's ``risk_aversion``)."""
         array = np.asarray(observation, dtype=np.float32)
         shape = self.observation_space.shape
         assert shape is not None
@@ -481,4 +538,4 @@ class RiskAC(BaseAlgorithm):
             raise ValueError(f"observation must have shape {shape} or (n, {shape[0]}), got {array.shape}")
         obs = th.as_tensor(array, device=self.device).reshape(-1, shape[0])
         with th.no_grad():
-            return self.policy.value(obs).cpu().numpy()
+            return self.policy.value(obs, risk_aversion).cpu().numpy()
