@@ -14,6 +14,7 @@ iteration in a (the CE is concave in a).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -389,6 +390,12 @@ class CostReference:
         return self._per_time(self.dp.action, t, s)
 
 
+@functools.lru_cache(maxsize=16)
+def _cost_reference(task: HedgingWithCostsTask, alpha: float, dp_kwargs: tuple[tuple[str, Any], ...]) -> CostReference:
+    """The cost task's DP, solved once per (task, α, grid) in a process (seconds each; models of one task share it)."""
+    return CostReference(CostDynamicProgram(task, alpha, task.cost, **dict(dp_kwargs)))
+
+
 def reference_solution(
     env_or_id: Any, risk_aversion: float, method: str = "auto", **dp_kwargs: Any
 ) -> ReferenceSolution:
@@ -412,7 +419,7 @@ def reference_solution(
             raise ValueError(f"risk_aversion must be > 0 for the dynamic program with costs, got {alpha}")
         if method == "closed_form":
             raise ValueError("no closed form with transaction costs; use method='dp'")
-        return CostReference(CostDynamicProgram(task, alpha, task.cost, **dp_kwargs))
+        return _cost_reference(task, alpha, tuple(sorted(dp_kwargs.items())))
     hedging = isinstance(task, OptionHedgingTask)
     if alpha < 0 or (alpha == 0 and not hedging):
         raise ValueError(

@@ -108,8 +108,8 @@ def test_the_actor_is_differentiated_through_the_next_states_value() -> None:
 
 def test_compiled_iteration_equals_the_eager_one_with_costs() -> None:
     eager, fast = _cost_model(False), _cost_model(True)
-    eager.learn(200, log_interval=0)
-    fast.learn(200, log_interval=0)
+    eager.learn(100, log_interval=0)
+    fast.learn(100, log_interval=0)
     assert fast._compiled is not None and not fast._compile_unavailable
     for (name, a), b in zip(eager.policy.state_dict().items(), fast.policy.state_dict().values(), strict=True):
         a, b = a.double(), b.double()
