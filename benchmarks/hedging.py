@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import (
+    fit_pfhedge,
     mean_std,
     parse_args,
     result_stem,
@@ -61,7 +61,6 @@ def train_pfhedge(alpha: float, seed: int, steps: int, eval_every: int = 50, n_p
 
     from is_envs.finance import OptionHedgingTask
     from is_sb3.ac.task import evaluation_set
-    from is_sb3.risk import certainty_equivalent
 
     torch.set_num_threads(1)
     torch.manual_seed(seed)
@@ -80,23 +79,10 @@ def train_pfhedge(alpha: float, seed: int, steps: int, eval_every: int = 50, n_p
         out: torch.Tensor = pl(spot.unsqueeze(1), unit.unsqueeze(1), payoff=payoff)
         return out
 
-    history: list[dict[str, float]] = []
-    cpu0, wall0, eval_cpu, eval_wall = time.process_time(), time.perf_counter(), 0.0, 0.0
-    for step in range(1, steps + 1):
-        spot = generate_brownian(n_paths, horizon + 1, init_state=(task.s0,), sigma=sigma, dt=1.0)
-        loss = criterion(hedged_pl(spot))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step % eval_every == 0:
-            c_now, w_now = time.process_time(), time.perf_counter()
-            with torch.no_grad():
-                ce = float(certainty_equivalent(hedged_pl(eval_paths).double(), alpha))
-            history.append({"iteration": float(step), "cpu_seconds": c_now - cpu0 - eval_cpu,
-                            "wall_seconds": w_now - wall0 - eval_wall, "ce_return": ce,
-                            "price_estimate": float(loss.detach())})  # fmt: skip
-            eval_cpu += time.process_time() - c_now
-            eval_wall += time.perf_counter() - w_now
+    def sample() -> torch.Tensor:
+        return generate_brownian(n_paths, horizon + 1, init_state=(task.s0,), sigma=sigma, dt=1.0)
+
+    history = fit_pfhedge(hedged_pl, optimizer, criterion, sample, steps, eval_paths, alpha, eval_every)
     final = {"ce_return": history[-1]["ce_return"], "price_estimate": history[-1]["price_estimate"]}
     return {"method": "pfhedge", "risk_aversion": alpha, "seed": seed, "iterations": steps, "history": history,
             "final": final}  # fmt: skip

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import mean_std, parse_args, result_stem, run_parallel, write_results
+from benchmarks.common import fit_pfhedge, mean_std, parse_args, result_stem, run_parallel, write_results
 
 COSTS = [0.0, 0.001, 0.01, 0.05]  #: c = 0: the control (the frictionless price, no band)
 ALPHAS = [1.0, 10.0]
@@ -94,7 +94,6 @@ def train_pfhedge(cost: float, alpha: float, seed: int, steps: int, hedger: str 
 
     from is_envs.finance import HedgingWithCostsTask
     from is_sb3.ac.task import evaluation_set
-    from is_sb3.risk import certainty_equivalent
 
     if hedger not in ("mlp", "ntb"):
         raise ValueError(f"hedger must be 'mlp' or 'ntb', got {hedger!r}")
@@ -129,20 +128,10 @@ def train_pfhedge(cost: float, alpha: float, seed: int, steps: int, hedger: str 
             held = a
         return gains - (spot[:, -1] - strike).clamp(min=0.0)
 
-    history: list[dict[str, float]] = []
-    cpu0, eval_cpu = time.process_time(), 0.0
-    for step in range(1, steps + 1):
-        spot = generate_brownian(n_paths, horizon + 1, init_state=(task.s0,), sigma=sigma, dt=1.0)
-        loss = criterion(hedged_pl(spot))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step % eval_every == 0:
-            c_now = time.process_time()
-            with torch.no_grad():
-                ce = float(certainty_equivalent(hedged_pl(eval_spot).double(), alpha))
-            history.append({"iteration": float(step), "cpu_seconds": c_now - cpu0 - eval_cpu, "ce_return": ce})
-            eval_cpu += time.process_time() - c_now
+    def sample() -> torch.Tensor:
+        return generate_brownian(n_paths, horizon + 1, init_state=(task.s0,), sigma=sigma, dt=1.0)
+
+    history = fit_pfhedge(hedged_pl, optimizer, criterion, sample, steps, eval_spot, alpha, eval_every)
     return {"method": f"pfhedge-{hedger}", "cost": cost, "alpha": alpha, "seed": seed, "iterations": steps,
             "history": history, "final": {"ce_return": history[-1]["ce_return"]}}  # fmt: skip
 
