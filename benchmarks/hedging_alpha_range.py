@@ -36,14 +36,10 @@ def _read_out(model: Any, alphas: list[float]) -> dict[str, list[float]]:
     from is_sb3.risk import certainty_equivalent_with_se
 
     prices, ces = [], []
-    default = model.policy.risk_aversion
     for alpha in alphas:
         prices.append(float(indifference_price(model, risk_aversion=alpha)))
-        model.policy.risk_aversion = alpha
-        try:
+        with model.policy.acting_at(alpha):
             ce, _ = certainty_equivalent_with_se(model.evaluation_returns(), alpha)
-        finally:
-            model.policy.risk_aversion = default
         ces.append(float(ce))
     return {"price": prices, "ce": ces}
 

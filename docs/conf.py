@@ -91,4 +91,6 @@ def _escape_bars(app: object, what: str, name: str, obj: object, options: object
 
 def setup(app: object) -> None:
     app.connect("autodoc-process-docstring", _escape_bars)  # type: ignore[attr-defined]
+
+
 autodoc_inherit_docstrings = False  # Gymnasium's Google-style docstrings (Env.step) are not reStructuredText

@@ -264,25 +264,19 @@ class CompiledIteration:
         def scaled(out: th.Tensor, factor: float) -> th.Tensor:
             return out * factor if alphas is None else out * factor * scale
 
-        def actor_objective(params: dict[str, th.Tensor]) -> tuple[th.Tensor, tuple[th.Tensor, th.Tensor]]:
+        def actor_objective(params: dict[str, th.Tensor]) -> tuple[th.Tensor, tuple[th.Tensor, th.Tensor, th.Tensor]]:
             action = scaled(functional_call(policy.actor, params, (x,)).squeeze(-1), policy.action_scale)
-            if dependent:
+            if dependent:  # V̄(s'(a)), differentiated for the actor, returned for the critic's target
                 reached = sim.next_state(t, s, action, s_next)
-                gain = (
-                    sim.reward(t, s, action, s_next)
-                    + policy.target_value(sim.observe(t + 1, reached), alphas).masked_fill(done, 0.0)
-                    - v_now
-                )
+                v_after = policy.target_value(sim.observe(t + 1, reached), alphas).masked_fill(done, 0.0)
             else:
-                gain = sim.reward(t, s, action, s_next) + v_next - v_now
-            return exponential_utility_actor_loss(gain, alpha).mean(), (action, gain)
+                v_after = v_next
+            gain = sim.reward(t, s, action, s_next) + v_after - v_now
+            return exponential_utility_actor_loss(gain, alpha).mean(), (action, gain, v_after)
 
         detached = {k: v.detach() for k, v in actor_params.items()}
-        actor_grads, (a_loss, (action, gain)) = grad_and_value(actor_objective, has_aux=True)(detached)
-        if dependent:
-            with th.no_grad():
-                reached = sim.next_state(t, s, action.detach(), s_next)
-                v_next = policy.target_value(sim.observe(t + 1, reached), alphas).masked_fill(done, 0.0)
+        actor_grads, (a_loss, (action, gain, v_after)) = grad_and_value(actor_objective, has_aux=True)(detached)
+        v_next = v_after.detach()  # V̄ of the state reached (computed once for both networks)
         target = sim.reward(t, s, action.detach(), s_next) + v_next
 
         def critic_objective(params: dict[str, th.Tensor]) -> tuple[th.Tensor, th.Tensor]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import torch as th
@@ -98,6 +100,16 @@ class RiskACPolicy(BasePolicy):
         if not low <= alpha <= high:
             raise ValueError(f"risk_aversion must be in the trained range [{low:g}, {high:g}], got {risk_aversion!r}")
         return alpha
+
+    @contextlib.contextmanager
+    def acting_at(self, risk_aversion: float) -> Iterator[None]:
+        """Within the block, ``value``, ``action`` and ``predict`` without an α use ``risk_aversion`` (a policy with
+        a range; ``ValueError`` outside it)."""
+        default, self.risk_aversion = self.risk_aversion, self.check_in_range(risk_aversion)
+        try:
+            yield
+        finally:
+            self.risk_aversion = default
 
     def _inputs(self, obs: th.Tensor, alpha: float | th.Tensor | None) -> tuple[th.Tensor, th.Tensor | float]:
         """The networks' input and the output scale: the observation as it is (one α), or with the α feature

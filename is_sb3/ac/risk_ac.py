@@ -26,7 +26,6 @@ from is_sb3.ac.task import (
     check_task,
     evaluation_set,
     find_task,
-    next_state,
     rollout_returns,
 )
 from is_sb3.common import check_risk_settings, check_total_timesteps, make_env
@@ -368,10 +367,15 @@ class RiskAC(BaseAlgorithm):
         alpha: float | th.Tensor = self.risk_aversion if alphas is None else alphas
         obs = sim.observe(tr.t, tr.s)
         action = policy.action(obs, alphas).squeeze(-1)
+        dependent = action_dependent(sim)
         with th.no_grad():
-            s_next = next_state(sim, tr.t, tr.s, action, tr.s_next)
-            v_next = policy.target_value(sim.observe(tr.t + 1, s_next), alphas).masked_fill(tr.done, 0.0)
             v_now = policy.target_value(obs, alphas)
+            if not dependent:
+                v_next = policy.target_value(sim.observe(tr.t + 1, tr.s_next), alphas).masked_fill(tr.done, 0.0)
+        if dependent:  # V̄(s'(a)) once: differentiable in the action for the actor, detached for the critic's target
+            reached = sim.next_state(tr.t, tr.s, action, tr.s_next)  # type: ignore[attr-defined]
+            v_reached = policy.target_value(sim.observe(tr.t + 1, reached), alphas).masked_fill(tr.done, 0.0)
+            v_next = v_reached.detach()
         # critic: TD(0) with the chosen loss, target fixed
         value = policy.value(obs, alphas)
         target = sim.reward(tr.t, tr.s, action.detach(), tr.s_next) + v_next
@@ -382,10 +386,7 @@ class RiskAC(BaseAlgorithm):
         policy.critic_optimizer.step()
         # actor: objective (14), gradient through the action inside the reward (and inside V_θ̄(s'(a)) where the
         # next state depends on the action)
-        if action_dependent(sim):
-            s_next_a = sim.next_state(tr.t, tr.s, action, tr.s_next)  # type: ignore[attr-defined]
-            v_next = policy.target_value(sim.observe(tr.t + 1, s_next_a), alphas).masked_fill(tr.done, 0.0)
-        gain = sim.reward(tr.t, tr.s, action, tr.s_next) + v_next - v_now
+        gain = sim.reward(tr.t, tr.s, action, tr.s_next) + (v_reached if dependent else v_next) - v_now
         a_loss = exponential_utility_actor_loss(gain, alpha).mean()
         policy.actor_optimizer.zero_grad(set_to_none=True)
         a_loss.backward()
@@ -414,12 +415,8 @@ class RiskAC(BaseAlgorithm):
             return super().predict(observation, state, episode_start, deterministic)
         if self.risk_aversion_range is None:
             raise ValueError("this model was trained for one risk aversion; risk_aversion is not an input")
-        default = self.policy.risk_aversion
-        self.policy.risk_aversion = self.policy.check_in_range(risk_aversion)
-        try:
+        with self.policy.acting_at(risk_aversion):
             return super().predict(observation, state, episode_start, deterministic)
-        finally:
-            self.policy.risk_aversion = default
 
     @th.no_grad()
     def evaluate(self) -> dict[str, float]:
