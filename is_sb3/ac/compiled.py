@@ -254,18 +254,15 @@ class CompiledIteration:
         actor_params = dict(policy.actor.named_parameters())
         critic_params = dict(policy.critic.named_parameters())
         obs = sim.observe(t, s)
-        x, scale = policy._inputs(obs, alphas)  # the networks' input (α appended for a range) and output scale
+        x = policy._inputs(obs, alphas)  # the networks' input (α appended for a range)
         dependent = action_dependent(sim)  # the next state depends on the action: differentiate through V_θ̄(s'(a))
         with th.no_grad():
             v_now = policy.target_value(obs, alphas)
             if not dependent:
                 v_next = policy.target_value(sim.observe(t + 1, s_next), alphas).masked_fill(done, 0.0)
 
-        def scaled(out: th.Tensor, factor: float) -> th.Tensor:
-            return out * factor if alphas is None else out * factor * scale
-
         def actor_objective(params: dict[str, th.Tensor]) -> tuple[th.Tensor, tuple[th.Tensor, th.Tensor, th.Tensor]]:
-            action = scaled(functional_call(policy.actor, params, (x,)).squeeze(-1), policy.action_scale)
+            action = functional_call(policy.actor, params, (x,)).squeeze(-1) * policy.action_scale
             if dependent:  # V̄(s'(a)), differentiated for the actor, returned for the critic's target
                 reached = sim.next_state(t, s, action, s_next)
                 v_after = policy.target_value(sim.observe(t + 1, reached), alphas).masked_fill(done, 0.0)
@@ -280,7 +277,7 @@ class CompiledIteration:
         target = sim.reward(t, s, action.detach(), s_next) + v_next
 
         def critic_objective(params: dict[str, th.Tensor]) -> tuple[th.Tensor, th.Tensor]:
-            value = scaled(functional_call(policy.critic, params, (x,)).squeeze(-1), policy.value_scale)
+            value = functional_call(policy.critic, params, (x,)).squeeze(-1) * policy.value_scale
             return critic_loss(m.critic_loss, value, target, alpha), value
 
         detached = {k: v.detach() for k, v in critic_params.items()}

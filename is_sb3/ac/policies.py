@@ -34,12 +34,12 @@ class RiskACPolicy(BasePolicy):
     :param activation_fn: activation between hidden layers.
     :param optimizer_class: optimizer of both networks.
     :param optimizer_kwargs: its keyword arguments (default betas (0.99, 0.999)).
-    :param value_scale: V_θ(s) = value_scale · critic(s) (RiskAC sets 1/max(1, |α|): see there).
+    :param value_scale: V_θ(s) = value_scale · critic(s) (RiskAC sets 1/max(1, |α|), with a range 1/max(1, high):
+        see there).
     :param action_scale: π_φ(s) = action_scale · actor(s).
     :param risk_aversion_range: ``(low, high)``, 0 < low < high: one actor and one critic for every α in the range,
         α an input of both (as u = 2 (log α − log low)/(log high − log low) − 1 ∈ [−1, 1], appended to the
-        observation), with the output scale 1/max(1, α) per sample; ``None``: one α (the networks see the
-        observation only).
+        observation); ``None``: one α (the networks see the observation only).
     :param risk_aversion: with a range, the α that ``value``, ``action`` and ``predict`` use when none is given.
     """
 
@@ -111,34 +111,31 @@ class RiskACPolicy(BasePolicy):
         finally:
             self.risk_aversion = default
 
-    def _inputs(self, obs: th.Tensor, alpha: float | th.Tensor | None) -> tuple[th.Tensor, th.Tensor | float]:
-        """The networks' input and the output scale: the observation as it is (one α), or with the α feature
-        appended and the per-sample scale 1/max(1, α) (a range; ``alpha`` None: the policy's ``risk_aversion``)."""
+    def _inputs(self, obs: th.Tensor, alpha: float | th.Tensor | None) -> th.Tensor:
+        """The networks' input: the observation as it is (one α), or with the α feature appended (a range;
+        ``alpha`` None: the policy's ``risk_aversion``)."""
         if self.risk_aversion_range is None:
             if alpha is not None:
                 raise ValueError("this policy was trained for one risk aversion; risk_aversion is not an input")
-            return obs, 1.0
+            return obs
         if not isinstance(alpha, th.Tensor):
             value = self.risk_aversion if alpha is None else self.check_in_range(alpha)
             alpha = th.full(obs.shape[:1], value, dtype=obs.dtype, device=obs.device)
         low, high = self.risk_aversion_range
         u = 2.0 * (th.log(alpha) - math.log(low)) / (math.log(high) - math.log(low)) - 1.0
-        return th.cat([obs, u.to(obs.dtype).unsqueeze(-1)], dim=-1), 1.0 / alpha.clamp(min=1.0)
+        return th.cat([obs, u.to(obs.dtype).unsqueeze(-1)], dim=-1)
 
     def value(self, obs: th.Tensor, alpha: float | th.Tensor | None = None) -> th.Tensor:
         """V_θ(s) (at α: with a range, a float or one per sample), shape ``(batch,)``."""
-        x, scale = self._inputs(obs, alpha)
-        return self.critic(x).squeeze(-1) * self.value_scale * scale
+        return self.critic(self._inputs(obs, alpha)).squeeze(-1) * self.value_scale
 
     def target_value(self, obs: th.Tensor, alpha: float | th.Tensor | None = None) -> th.Tensor:
         """V_θ̄(s) of the target critic (Polyak average of V_θ), shape ``(batch,)``."""
-        x, scale = self._inputs(obs, alpha)
-        return self.critic_target(x).squeeze(-1) * self.value_scale * scale
+        return self.critic_target(self._inputs(obs, alpha)).squeeze(-1) * self.value_scale
 
     def action(self, obs: th.Tensor, alpha: float | th.Tensor | None = None) -> th.Tensor:
         """π_φ(s) (at α with a range), shape ``(batch, action_dim)``."""
-        x, scale = self._inputs(obs, alpha)
-        return self.actor(x) * self.action_scale * (scale if isinstance(scale, float) else scale.unsqueeze(-1))
+        return self.actor(self._inputs(obs, alpha)) * self.action_scale
 
     def forward(self, obs: PyTorchObs, deterministic: bool = True) -> th.Tensor:
         return self._predict(obs, deterministic)

@@ -220,9 +220,11 @@ class RiskAC(BaseAlgorithm):
         scale = 1.0 / max(1.0, abs(self.risk_aversion))
         kwargs: dict[str, Any] = {"value_scale": scale, "action_scale": scale}
         alpha_range = getattr(self, "risk_aversion_range", None)  # files of earlier versions have none
-        if alpha_range is not None:  # the scale is per sample, 1/max(1, α)
+        if alpha_range is not None:  # one scale for the whole range: that of its most risk-averse end
             self.risk_aversion_range = check_risk_aversion_range(alpha_range)  # a list after a JSON round trip
-            kwargs = {"risk_aversion_range": self.risk_aversion_range, "risk_aversion": self.risk_aversion}
+            scale = 1.0 / max(1.0, self.risk_aversion_range[1])
+            kwargs = {"value_scale": scale, "action_scale": scale, "risk_aversion_range": self.risk_aversion_range,
+                      "risk_aversion": self.risk_aversion}  # fmt: skip
         kwargs.update(self.policy_kwargs)
         self.policy = self.policy_class(  # type: ignore[assignment]
             self.observation_space, self.action_space, self.lr_schedule, **kwargs
