@@ -2,6 +2,7 @@
 
     python -m benchmarks.hedging_alpha_range --quick                         # minutes on CPU
     python -m benchmarks.hedging_alpha_range --seeds 5 --out benchmarks/results
+    python -m benchmarks.hedging_alpha_range --peer-only --peer-steps 1500 --seeds 5 --tag peer  # pfhedge, per α
     python -m benchmarks.hedging_alpha_range --from-json A.json B.json --tag merged
 
 The hedging task of the IS paper's Fig. 3 (short ATM call, Bachelier, T = 10, σ² = 0.1). One RiskAC per seed with
@@ -10,7 +11,9 @@ The hedging task of the IS paper's Fig. 3 (short ATM call, Bachelier, T = 10, σ
 paths. The separately trained agents are the committed 5-seed runs of ``hedging_5seeds.json`` (one RiskAC per α,
 IS loss, 100k iterations each). CPU: the α-range agent's own, against five separate runs' at the same iteration
 count, both timed in this process (``--speed-iterations`` iterations of each, interleaved: the per-iteration cost of
-the range agent and of a one-α agent, both compiled as by default on a CPU).
+the range agent and of a one-α agent, both compiled as by default on a CPU). With ``--peer-steps``, the peer:
+pfhedge's MultiLayerPerceptron trained for each α on its own (``benchmarks.hedging_costs.train_pfhedge`` at c = 0,
+``EntropicRiskMeasure(a=α)``), its CE on the same common paths and its CPU seconds, summed over the five α.
 """
 
 from __future__ import annotations
@@ -90,14 +93,19 @@ def speed(iterations: int) -> dict[str, float]:
     return best
 
 
-def report(runs: list[dict[str, Any]], per_iteration: dict[str, float] | None, tag: str) -> dict[str, Any]:
+def report(runs: list[dict[str, Any]], per_iteration: dict[str, float] | None, tag: str,
+           peer_runs: list[dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
     from is_envs.finance import OptionHedgingTask, reference_solution
 
     task = OptionHedgingTask()
+    peer_runs = peer_runs or []
+    if not runs:  # the peer alone (--peer-only): its table, to merge with the agents' runs later
+        return _report_peer(peer_runs, tag)
     alphas = runs[0]["alphas"]
     dp = {a: -float(reference_solution(task, a).value(0, task.s0)) for a in alphas}
     separate = json.loads(SEPARATE.read_text())["table"] if SEPARATE.exists() else {}
     iterations = runs[0]["iterations"]
+    peer = {a: [r for r in peer_runs if r["alpha"] == a] for a in alphas}
     lines = [
         f"One RiskAC (IS loss) per seed for every α in [{RANGE[0]:g}, {RANGE[1]:g}] (α an input, drawn per transition "
         f"log-uniformly), {iterations} iterations, {len(runs)} seeds, read at each α; against the per-α dynamic "
@@ -106,8 +114,8 @@ def report(runs: list[dict[str, Any]], per_iteration: dict[str, float] | None, t
         "below the DP's optimum, in % of the price. Mean ± std over seeds.",
         "",
         "| α | DP price | α-range agent: price | price error (%) | CE gap (%) | separate agents: price error (%) "
-        "| separate: CE gap (%) |",
-        "|---|---|---|---|---|---|---|",
+        "| separate: CE gap (%) |" + (" pfhedge MLP per α: CE gap (%) | pfhedge: CPU s |" if peer_runs else ""),
+        "|---|---|---|---|---|---|---|" + ("---|---|" if peer_runs else ""),
     ]
     table = {}
     for k, alpha in enumerate(alphas):
@@ -121,9 +129,13 @@ def report(runs: list[dict[str, Any]], per_iteration: dict[str, float] | None, t
             "dp": dp[alpha], "price": price.tolist(), "error_pct": error.tolist(), "ce_gap_pct": gap.tolist(),
             "separate_error_pct": sep_error, "separate_gap_pct": sep_gap,
         }  # fmt: skip
+        peer_gap = [100 * (-dp[alpha] - r["final"]["ce_return"]) / dp[alpha] for r in peer[alpha]]
+        peer_cpu = [r["history"][-1]["cpu_seconds"] for r in peer[alpha]]
+        table[str(alpha)].update(peer_gap_pct=peer_gap, peer_cpu_seconds=peer_cpu)
         lines.append(
             f"| {alpha:g} | {dp[alpha]:.4f} | {mean_std(price.tolist())} | {mean_std(error.tolist(), '{:+.2f}')} "
             f"| {mean_std(gap.tolist(), '{:.2f}')} | {mean_std(sep_error, '{:+.2f}')} | {mean_std(sep_gap, '{:.2f}')} |"
+            + (f" {mean_std(peer_gap, '{:.2f}')} | {mean_std(peer_cpu, '{:.0f}')} |" if peer_runs else "")
         )
     cpu = float(np.mean([r["cpu_seconds"] for r in runs]))
     lines += ["", f"CPU: {cpu:.0f} s per α-range agent (mean over seeds, training only)."]
@@ -136,9 +148,36 @@ def report(runs: list[dict[str, Any]], per_iteration: dict[str, float] | None, t
             f"{five:.0f} s, the α-range agent's {iterations} iterations: {iterations * per_iteration['range']:.0f} s "
             f"({iterations * per_iteration['range'] / five:.2f}× the five runs)."
         ]
+    if peer_runs:
+        per_seed = [sum(r["history"][-1]["cpu_seconds"] for r in peer_runs if r["seed"] == seed)
+                    for seed in sorted({r["seed"] for r in peer_runs})]  # fmt: skip
+        lines += [
+            f"pfhedge ({peer_runs[0]['iterations']} steps of {len(alphas)} networks, one per α, "
+            f"{len(per_seed)} seeds): {np.mean(per_seed):.0f} s of CPU for the five α together (mean over seeds), "
+            f"against the α-range agent's {cpu:.0f} s."
+        ]
     text = "\n".join(lines)
-    payload = {"runs": runs, "per_iteration": per_iteration, "table": table}
+    payload = {"runs": runs, "per_iteration": per_iteration, "table": table, "peer_runs": peer_runs}
     write_results(result_stem("hedging_alpha_range", tag), text, payload, lambda path: plot(runs, dp, separate, path))
+    return payload
+
+
+def _report_peer(peer_runs: list[dict[str, Any]], tag: str) -> dict[str, Any]:
+    """The peer's runs alone (``--peer-only``): its CE gap and CPU per α; merged into the full table by
+    ``--from-json`` with the agents' runs."""
+    from is_envs.finance import OptionHedgingTask, reference_solution
+
+    task = OptionHedgingTask()
+    lines = ["pfhedge MLP, one network per α (c = 0): CE gap to the DP's optimum on the common paths, CPU s.", "",
+             "| α | seeds | CE gap (%) | CPU s |", "|---|---|---|---|"]  # fmt: skip
+    for alpha in sorted({r["alpha"] for r in peer_runs}):
+        dp = -float(reference_solution(task, alpha).value(0, task.s0))
+        rs = [r for r in peer_runs if r["alpha"] == alpha]
+        gap = [100 * (-dp - r["final"]["ce_return"]) / dp for r in rs]
+        cpu = [r["history"][-1]["cpu_seconds"] for r in rs]
+        lines.append(f"| {alpha:g} | {len(rs)} | {mean_std(gap, '{:.2f}')} | {mean_std(cpu, '{:.0f}')} |")
+    payload = {"runs": [], "per_iteration": None, "table": {}, "peer_runs": peer_runs}
+    write_results(result_stem("hedging_alpha_range", tag), "\n".join(lines), payload, None)
     return payload
 
 
@@ -177,20 +216,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--speed-iterations", type=int, default=500, help="per block of the speed probe (0: none)")
+    parser.add_argument("--peer-steps", type=int, default=0, help="also train pfhedge's MLP for each α (steps)")
+    parser.add_argument("--peer-only", action="store_true", help="train pfhedge only (merge with --from-json later)")
     parser.add_argument("--tag", default="")
     parser.add_argument("--from-json", nargs="+", metavar="FILE", help="no training: re-report (merge) these runs")
     args = parse_args(parser, argv)
     if args.from_json:
         loaded = [json.loads(Path(p).read_text()) for p in args.from_json]
         per_iteration = next((d["per_iteration"] for d in loaded if d.get("per_iteration")), None)
-        return report([r for d in loaded for r in d["runs"]], per_iteration, args.tag)
+        peer = [r for d in loaded for r in d.get("peer_runs", [])]
+        return report([r for d in loaded for r in d["runs"]], per_iteration, args.tag, peer)
     iterations = args.iterations or (3000 if args.quick else 100_000)
     seeds = args.seeds or (1 if args.quick else 5)
     jobs = [{"seed": s, "iterations": iterations, "alphas": ALPHAS}
             for s in range(args.first_seed, args.first_seed + seeds)]  # fmt: skip
+    peer_runs: list[dict[str, Any]] = []
+    if args.peer_steps:
+        from benchmarks.hedging_costs import train_pfhedge
+
+        peer_jobs = [{"cost": 0.0, "alpha": a, "seed": job["seed"], "steps": args.peer_steps, "hedger": "mlp"}
+                     for job in jobs for a in ALPHAS]  # fmt: skip
+        peer_runs = run_parallel(train_pfhedge, peer_jobs, args.workers, desc="pfhedge")
+    if args.peer_only:
+        return report([], None, args.tag, peer_runs)
     runs = run_parallel(train, jobs, args.workers, desc="α-range agents")
     per_iteration = speed(args.speed_iterations) if args.speed_iterations else None
-    return report(runs, per_iteration, args.tag)
+    return report(runs, per_iteration, args.tag, peer_runs)
 
 
 if __name__ == "__main__":
