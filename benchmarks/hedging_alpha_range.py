@@ -30,6 +30,7 @@ from benchmarks.common import mean_std, parse_args, result_stem, run_parallel, w
 
 ALPHAS = [0.1, 0.3, 1.0, 3.0, 10.0]
 RANGE = (0.1, 10.0)
+CURVE = np.geomspace(RANGE[0], RANGE[1], 41)  #: the α grid the final agent's price is read on (the figure's curve)
 SEPARATE = Path(__file__).resolve().parent / "results" / "hedging_5seeds.json"
 
 
@@ -64,8 +65,11 @@ def train(seed: int, iterations: int, alphas: list[float], device: str = "cpu") 
         model.learn(iterations // 10, reset_num_timesteps=False, log_interval=0)
         cpu += time.process_time() - start
         history.append({"iteration": model.num_timesteps, "cpu_seconds": cpu, **_read_out(model, alphas)})
+    from is_sb3.hedging import indifference_price
+
+    curve = [float(indifference_price(model, risk_aversion=float(a))) for a in CURVE]
     return {"seed": seed, "iterations": iterations, "alphas": alphas, "cpu_seconds": cpu, "history": history,
-            **_read_out(model, alphas)}  # fmt: skip
+            "curve": {"alphas": CURVE.tolist(), "price": curve}, **_read_out(model, alphas)}  # fmt: skip
 
 
 def speed(iterations: int) -> dict[str, float]:
@@ -182,8 +186,8 @@ def _report_peer(peer_runs: list[dict[str, Any]], tag: str) -> dict[str, Any]:
 
 
 def plot(runs: list[dict[str, Any]], dp: dict[float, float], separate: dict[str, Any], path: str) -> None:
-    """The price against α: the DP's curve, the α-range agent read on a fine α grid (mean ± std) and at the five α,
-    and the separately trained agents."""
+    """The price against α: the DP's curve, the α-range agent read at the five α and (runs that recorded it) on a
+    fine α grid (mean ± std), and the separately trained agents."""
     from is_sb3.plotting import pyplot, save_figure
 
     plt = pyplot()
@@ -195,6 +199,11 @@ def plot(runs: list[dict[str, Any]], dp: dict[float, float], separate: dict[str,
     ax.plot(grid, [-float(reference_solution(task, a).value(0, task.s0)) for a in grid], "k-", label="dynamic program")
     alphas = runs[0]["alphas"]
     prices = np.array([r["price"] for r in runs])
+    if all("curve" in r for r in runs):  # the agent's price on a fine α grid (runs of this version)
+        curves = np.array([r["curve"]["price"] for r in runs])
+        grid_a = np.array(runs[0]["curve"]["alphas"])
+        ax.plot(grid_a, curves.mean(0), "-", color="C0", lw=1)
+        ax.fill_between(grid_a, curves.mean(0) - curves.std(0), curves.mean(0) + curves.std(0), color="C0", alpha=0.2)
     ax.errorbar(np.array(alphas) * 0.97, prices.mean(0), yerr=prices.std(0), fmt="o", ms=5, color="C0",
                 label=f"one agent for all α ({len(runs)} seeds)")  # fmt: skip
     sep = [(a, [-v for v in separate[f"{a} | is"]["v0"]]) for a in alphas if f"{a} | is" in separate]
