@@ -134,7 +134,7 @@ def train_grid(
                "training_episodes": "generated" if fresh_episodes else "released gradient1 training split",
                "init": model.policy.init, "batch_size": batch_size, "commit": _commit(),
                "precision": str(model.compute_dtype).removeprefix("torch."), "seconds": seconds,
-               "cpu_seconds": cpu_seconds,
+               "cpu_seconds": cpu_seconds, "machine": _machine(),
                "validation": val.history, "validation_training": select.history, "trace": trace.history,
                "shift": shift_table(model, episodes_dir, n_episodes=20 if quick else 100)}  # fmt: skip
         if best_path.is_file():
@@ -472,11 +472,12 @@ def _critic_health(groups: dict[tuple[str, float, float], list[dict[str, Any]]])
         "",
         "Critic health per run (means and maxima over each phase of the per-update values; Q in "
         "reward-std units): gradient norm before clipping to 10, max |Q(s, a)| and the mean Q(s, a) on the update "
-        "batches",
+        "batches; the precision the run trained in, its CPU minutes (one thread) and the machine",
         "",
         "| agent | γ | seed | grad norm, κ > 0: mean / max | grad norm, κ = 0: mean / max | max abs Q, κ > 0 "
-        "| max abs Q, κ = 0 | mean Q: at κ → 0, lowest after, final | final critic loss | non-finite |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| max abs Q, κ = 0 | mean Q: at κ → 0, lowest after, final | final critic loss | non-finite "
+        "| precision | CPU min | machine |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (loss, _alpha, gamma), run in traced:
         off = run.get("kappa_off", ENT_COEF_ZERO_AT * run.get("schedule_steps", run["steps"]))
@@ -499,7 +500,8 @@ def _critic_health(groups: dict[tuple[str, float, float], list[dict[str, Any]]])
         label = loss
         lines.append(
             f"| {label} | {gamma} | {run['seed']} | {norms[0]} | {norms[1]} | {qmax[0]} | {qmax[1]} | {q_path} "
-            f"| {final_loss:.3g} | {bad} |"
+            f"| {final_loss:.3g} | {bad} | {run.get('precision', '–')} | "
+            f"{run['cpu_seconds'] / 60:.0f} | {run.get('machine', '–')} |"
         )
     return lines
 
