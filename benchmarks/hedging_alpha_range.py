@@ -180,7 +180,7 @@ def _report_peer(peer_runs: list[dict[str, Any]], tag: str) -> dict[str, Any]:
         gap = [100 * (-dp - r["final"]["ce_return"]) / dp for r in rs]
         cpu = [r["history"][-1]["cpu_seconds"] for r in rs]
         lines.append(f"| {alpha:g} | {len(rs)} | {mean_std(gap, '{:.2f}')} | {mean_std(cpu, '{:.0f}')} |")
-    payload = {"runs": [], "per_iteration": None, "table": {}, "peer_runs": peer_runs}
+    payload: dict[str, Any] = {"runs": [], "per_iteration": None, "table": {}, "peer_runs": peer_runs}
     write_results(result_stem("hedging_alpha_range", tag), "\n".join(lines), payload, None)
     return payload
 
