@@ -133,8 +133,7 @@ def report(runs: list[dict[str, Any]], per_iteration: dict[str, float] | None, t
             "dp": dp[alpha], "price": price.tolist(), "error_pct": error.tolist(), "ce_gap_pct": gap.tolist(),
             "separate_error_pct": sep_error, "separate_gap_pct": sep_gap,
         }  # fmt: skip
-        peer_gap = [100 * (-dp[alpha] - r["final"]["ce_return"]) / dp[alpha] for r in peer[alpha]]
-        peer_cpu = [r["history"][-1]["cpu_seconds"] for r in peer[alpha]]
+        peer_gap, peer_cpu = _peer_stats(peer[alpha], dp[alpha])
         table[str(alpha)].update(peer_gap_pct=peer_gap, peer_cpu_seconds=peer_cpu)
         lines.append(
             f"| {alpha:g} | {dp[alpha]:.4f} | {mean_std(price.tolist())} | {mean_std(error.tolist(), '{:+.2f}')} "
@@ -166,6 +165,12 @@ def report(runs: list[dict[str, Any]], per_iteration: dict[str, float] | None, t
     return payload
 
 
+def _peer_stats(peer_runs: list[dict[str, Any]], dp_price: float) -> tuple[list[float], list[float]]:
+    """Each pfhedge run's CE gap to the DP's optimum (% of the price) and its training CPU seconds."""
+    gap = [100 * (-dp_price - r["final"]["ce_return"]) / dp_price for r in peer_runs]
+    return gap, [r["history"][-1]["cpu_seconds"] for r in peer_runs]
+
+
 def _report_peer(peer_runs: list[dict[str, Any]], tag: str) -> dict[str, Any]:
     """The peer's runs alone (``--peer-only``): its CE gap and CPU per α; merged into the full table by
     ``--from-json`` with the agents' runs."""
@@ -177,8 +182,7 @@ def _report_peer(peer_runs: list[dict[str, Any]], tag: str) -> dict[str, Any]:
     for alpha in sorted({r["alpha"] for r in peer_runs}):
         dp = -float(reference_solution(task, alpha).value(0, task.s0))
         rs = [r for r in peer_runs if r["alpha"] == alpha]
-        gap = [100 * (-dp - r["final"]["ce_return"]) / dp for r in rs]
-        cpu = [r["history"][-1]["cpu_seconds"] for r in rs]
+        gap, cpu = _peer_stats(rs, dp)
         lines.append(f"| {alpha:g} | {len(rs)} | {mean_std(gap, '{:.2f}')} | {mean_std(cpu, '{:.0f}')} |")
     payload: dict[str, Any] = {"runs": [], "per_iteration": None, "table": {}, "peer_runs": peer_runs}
     write_results(result_stem("hedging_alpha_range", tag), "\n".join(lines), payload, None)
