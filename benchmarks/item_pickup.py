@@ -4,6 +4,8 @@
     python -m benchmarks.item_pickup                  # paper: 500k env steps, 3 seeds, γ ∈ {0.99, 1}
     python -m benchmarks.item_pickup --speed          # RiskSAC vs SB3 SAC env-steps/s; DiscreteRiskSAC updates/s
     python -m benchmarks.item_pickup --from-json A.json B.json --tag merged   # merge runs of separate invocations
+    python -m benchmarks.item_pickup --steps 2000000 --stop-at 600000 ...     # a long run's first 600k steps, then
+    python -m benchmarks.item_pickup --steps 2000000 --resume ...             # ... continued from its checkpoint
 
 Losses is / sp / emse at α = 0.1 with the IS paper's sampled target, against Enders et al.'s risk-neutral
 discrete SAC (``sac``: expectation over a', Huber δ = 2, α = 0) and the greedy baseline. Enders' settings
@@ -13,12 +15,19 @@ step 800k (so never switched off within 500k), training on the 800 released grad
 (gradient2 validation episodes) and on gradient1's (Enders' model selection) during training (PNG), and the
 final twelve-distribution table on the released test episodes (JSON + Markdown). Writes
 ``benchmarks/out/item_pickup.{json,md,png}`` (``--out benchmarks/results`` for the committed ones).
+
+Runs longer than one invocation: every run is checkpointed every ``--checkpoint-freq`` env steps (50k) and where
+``--stop-at`` ends it early, in ``<out>/item_pickup_checkpoints/<agent>_g<γ>_s<seed>_<steps>_<precision>/`` (model,
+replay buffer, env mid-episode, validation and trace so far, best model: ~130 MB at a full buffer); the same command
+with ``--resume`` continues each run from its checkpoint (a killed invocation loses the steps since its last one)
+and the continued run equals the uninterrupted one. A finished run's checkpoint is removed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
 from collections import defaultdict
@@ -82,13 +91,23 @@ def train_grid(
     fresh_episodes: bool = False,
     save_to: str | None = None,
     precision: str = "auto",
+    checkpoint_dir: str | None = None,
+    checkpoint_freq: int = 50_000,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """One agent's run of ``steps`` env steps, or its first ``stop_at`` steps; κ → 0 at the absolute env step
     ``kappa_zero_at_step`` (Enders: 800k; ``None``: never). Training episodes: the released gradient1 training
     split, or generated ones (``fresh_episodes``). ``save_to``: also write the run as soon as it ends to this JSON
     file (``{"runs": [run]}``, readable by ``--from-json``), so a long invocation loses no finished run.
     ``precision``: DiscreteRiskSAC's (auto: bf16 where the machine has bf16 matrix units); the run records the one
-    used and the code's commit."""
+    used and the code's commit.
+
+    ``checkpoint_dir``: the run's checkpoint folder. Every ``checkpoint_freq`` env steps, and where the run stops
+    before ``steps`` (``stop_at``), the run is saved there as one checked set (:func:`is_sb3.experiments.runs.
+    write_checkpoint`: model, replay buffer, env mid-episode, the validation and trace histories, the best model so
+    far); ``resume`` continues it from there (an invocation killed mid-run loses the steps since its last
+    checkpoint; the continued run equals the uninterrupted one). The folder is removed once the run is finished.
+    A checkpoint found without ``resume`` is refused (``ValueError``), as is one of another configuration."""
     import gymnasium as gym
     import torch
     from stable_baselines3.common.callbacks import CallbackList
@@ -96,6 +115,7 @@ def train_grid(
     from is_envs.grid import shift_table
     from is_sb3 import DiscreteRiskSAC
     from is_sb3.callbacks import GridValidationCallback, TrainingTraceCallback
+    from is_sb3.resume import BoundaryCallback
 
     torch.set_num_threads(1)
     keep_freed_memory()
@@ -103,16 +123,30 @@ def train_grid(
     scale = 0.1 if quick else 1.0  # quick: shorter warm-up
     run_steps = min(stop_at or steps, steps)
     kappa_off = kappa_zero_at_step
-    env = (
-        gym.make("is_envs/ItemPickup-v0")
-        if fresh_episodes
-        else gym.make("is_envs/ItemPickup-v0", episodes=TRAINING, split="training")
-    )
-    model = DiscreteRiskSAC(
-        "CnnPolicy", env, risk_aversion=alpha, critic_loss=loss, target=target, gamma=gamma, seed=seed,
-        device=device, learning_starts=int(20_000 * scale), buffer_size=200_000, batch_size=batch_size,
-        ent_coef_zero_at=None, ent_coef_zero_at_step=kappa_zero_at_step, precision=precision,
-    )  # fmt: skip
+    identity = {"agent": agent, "gamma": gamma, "seed": seed, "steps": steps, "batch_size": batch_size, "quick": quick,
+                "kappa_off": kappa_off, "eval_freq": eval_freq, "fresh_episodes": fresh_episodes,
+                "precision": precision}  # fmt: skip
+    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    saved = _read_grid_checkpoint(ckpt, identity, device) if ckpt is not None and resume else None
+    if ckpt is not None and saved is None and (ckpt / "checkpoint.json").is_file():
+        raise ValueError(f"{ckpt} holds a checkpoint of this run: continue it with --resume, or remove the folder")
+    if saved is not None:
+        model, state = saved
+        print(f"[{agent} γ={gamma} seed {seed}] resumed at env step {model.num_timesteps} from {ckpt}", flush=True)
+    else:
+        env = (
+            gym.make("is_envs/ItemPickup-v0")
+            if fresh_episodes
+            else gym.make("is_envs/ItemPickup-v0", episodes=TRAINING, split="training")
+        )
+        model = DiscreteRiskSAC(
+            "CnnPolicy", env, risk_aversion=alpha, critic_loss=loss, target=target, gamma=gamma, seed=seed,
+            device=device, learning_starts=int(20_000 * scale), buffer_size=200_000, batch_size=batch_size,
+            ent_coef_zero_at=None, ent_coef_zero_at_step=kappa_zero_at_step, precision=precision,
+        )  # fmt: skip
+        state = {"segments": []}
+    if run_steps <= model.num_timesteps:
+        raise ValueError(f"--stop-at {run_steps} is not beyond the {model.num_timesteps} env steps already done")
     n_val = None if not quick else 20
     name = f"{agent_label({'agent': agent, 'loss': loss, 'alpha': alpha})} γ={gamma} seed {seed}"
     val = GridValidationCallback(eval_freq, episodes=_source(SHIFTED), n_episodes=n_val, name=name, verbose=1)
@@ -126,17 +160,61 @@ def train_grid(
         select = GridValidationCallback(
             eval_freq, episodes=_source(TRAINING), n_episodes=n_val, best_model_path=best_path, save_after=save_after,
         )  # fmt: skip
+        if saved is not None:
+            _restore_callbacks(state, model.num_timesteps, val, select, trace, best_path)
+        segment_start = model.num_timesteps
         t0, c0 = time.perf_counter(), time.process_time()
-        model.learn(run_steps, callback=CallbackList([val, select, trace]))
-        seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
+
+        def segments() -> list[dict[str, Any]]:
+            """The run's invocations so far (this one up to now): env steps, seconds, precision, machine, commit."""
+            now = {"from": segment_start, "to": int(model.num_timesteps), "seconds": time.perf_counter() - t0,
+                   "cpu_seconds": time.process_time() - c0, "commit": _commit(), "machine": _machine(),
+                   "precision": str(model.compute_dtype).removeprefix("torch.")}  # fmt: skip
+            return [*state["segments"], now]
+
+        def save_checkpoint(model: Any) -> None:
+            from is_sb3.experiments.runs import write_checkpoint
+
+            assert ckpt is not None
+            run_state = {"identity": identity, "segments": segments(), "val": _callback_state(val),
+                         "select": _callback_state(select), "trace": _callback_state(trace)}  # fmt: skip
+            extra = {"run_state.json": json.dumps(run_state).encode()}
+            if best_path.is_file():
+                extra["best.zip"] = best_path.read_bytes()
+            ckpt.mkdir(parents=True, exist_ok=True)
+            write_checkpoint(ckpt, model, extra)
+
+        callbacks: list[Any] = [val, select, trace]
+        if ckpt is not None:  # last: the trace has read the previous update's values when the hook saves
+            last_saved = model.num_timesteps
+
+            def periodic(model: Any) -> None:
+                nonlocal last_saved
+                if model.num_timesteps - last_saved >= checkpoint_freq:
+                    save_checkpoint(model)
+                    last_saved = model.num_timesteps
+
+            callbacks.append(BoundaryCallback(periodic))
+        # SB3's progress then runs to run_steps, not to steps: only a schedule in progress could tell, and these
+        # runs have none (constant learning rate, κ switched at an absolute step)
+        model.learn(
+            run_steps - model.num_timesteps, callback=CallbackList(callbacks), reset_num_timesteps=saved is None
+        )
+        parts = segments()
+        if ckpt is not None and model.num_timesteps < steps:  # a partial run: continued by a later --resume
+            trace.on_rollout_start()  # the last update's values, as the next rollout would read them
+            save_checkpoint(model)
         out = {"agent": agent, "loss": loss, "target": target, "alpha": alpha, "gamma": gamma, "seed": seed,
-               "steps": run_steps, "schedule_steps": steps, "kappa_off": kappa_off, "eval_freq": eval_freq,
+               "steps": int(model.num_timesteps), "schedule_steps": steps, "kappa_off": kappa_off,
+               "eval_freq": eval_freq,
                "training_episodes": "generated" if fresh_episodes else "released gradient1 training split",
                "init": model.policy.init, "batch_size": batch_size, "commit": _commit(),
-               "precision": str(model.compute_dtype).removeprefix("torch."), "seconds": seconds,
-               "cpu_seconds": cpu_seconds, "machine": _machine(),
+               "precision": _joined(p["precision"] for p in parts), "seconds": sum(p["seconds"] for p in parts),
+               "cpu_seconds": sum(p["cpu_seconds"] for p in parts), "machine": _joined(p["machine"] for p in parts),
                "validation": val.history, "validation_training": select.history, "trace": trace.history,
                "shift": shift_table(model, episodes_dir, n_episodes=20 if quick else 100)}  # fmt: skip
+        if len(parts) > 1:
+            out["segments"] = parts
         if best_path.is_file():
             late = [(s, v) for s, v in select.history if s >= select.save_after]
             out["best_step"] = next(s for s, v in late if v == select.best_mean)  # the first (saved) one
@@ -144,7 +222,64 @@ def train_grid(
             out["shift_best"] = shift_table(best, episodes_dir, n_episodes=20 if quick else 100)
     if save_to is not None:
         write_json_file(Path(save_to), {"batch_size": batch_size, "runs": [out]})
+    if ckpt is not None and model.num_timesteps >= steps and ckpt.is_dir():
+        shutil.rmtree(ckpt)  # finished and written: the checkpoint is no longer needed
     return out
+
+
+def _joined(values: Any) -> str:
+    """Distinct values in order of first appearance, joined by " then " (a run continued on another machine)."""
+    return " then ".join(dict.fromkeys(str(v) for v in values))
+
+
+def _callback_state(callback: Any) -> dict[str, Any]:
+    """What a validation or trace callback has accumulated (restored by :func:`_restore_callbacks`)."""
+    keys = ("history", "best_mean", "_window", "_seen_updates")
+    return {key: getattr(callback, key) for key in keys if hasattr(callback, key)}
+
+
+def _restore_callbacks(state: dict[str, Any], steps_done: int, val: Any, select: Any, trace: Any, best: Path) -> None:
+    """Put the callbacks of a resumed run where the checkpointed run had them (their step counters included: they
+    act every ``eval_freq`` of their calls, one per env step) and its best model so far at ``best``."""
+    for name, callback in (("val", val), ("select", select), ("trace", trace)):
+        saved = state[name]
+        callback.n_calls = steps_done
+        if name == "trace":
+            callback.history = [(int(s), summary) for s, summary in saved["history"]]
+            callback._window = {key: list(values) for key, values in saved["_window"].items()}
+            callback._seen_updates = int(saved["_seen_updates"])
+        else:
+            callback.history = [(int(s), float(v)) for s, v in saved["history"]]
+            callback.best_mean = float(saved["best_mean"])
+    if "best.zip" in state.get("_files", {}):
+        shutil.copyfile(state["_files"]["best.zip"], best)
+
+
+def _read_grid_checkpoint(ckpt: Path, identity: dict[str, Any], device: str) -> tuple[Any, dict[str, Any]] | None:
+    """The model and run state of the run's checkpoint in ``ckpt`` (None if it has none), its files checked; a
+    ``ValueError`` if it is a checkpoint of another configuration."""
+    import pickle
+
+    from is_sb3 import DiscreteRiskSAC
+    from is_sb3.experiments.runs import read_checkpoint
+
+    if not (ckpt / "checkpoint.json").is_file():
+        return None
+    files = read_checkpoint(ckpt, off_policy=True)
+    if "run_state.json" not in files:
+        raise ValueError(f"{ckpt}: the checkpoint has no run_state.json (not a checkpoint of benchmarks.item_pickup)")
+    state = json.loads(files["run_state.json"].read_text())
+    theirs = state["identity"]
+    differ = sorted(k for k in identity.keys() | theirs.keys() if identity.get(k) != theirs.get(k))
+    if differ:
+        found = {k: theirs.get(k) for k in differ}
+        raise ValueError(f"{ckpt} is a checkpoint of another configuration ({found}), not of {identity}")
+    with files["env.pkl"].open("rb") as file:  # the run's own file, checked against checkpoint.json's SHA-256
+        env = pickle.load(file)
+    model = DiscreteRiskSAC.load(files["model.zip"], env=env, force_reset=False, device=device)
+    model.load_replay_buffer(files["replay_buffer.pkl"])
+    state["_files"] = {name: str(path) for name, path in files.items()}
+    return model, state
 
 
 def _commit() -> str | None:
@@ -358,6 +493,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--precision", choices=("auto", "float32", "bf16"), default="auto",
         help="DiscreteRiskSAC's precision (auto: bf16 where the machine has bf16 matrix units, else float32)",
     )  # fmt: skip
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="continue each run from its checkpoint (<out>/item_pickup_checkpoints/), start those that have none",
+    )  # fmt: skip
+    parser.add_argument(
+        "--checkpoint-freq", type=int, default=50_000,
+        help="env steps between checkpoints (a killed invocation loses at most this many steps of each run)",
+    )  # fmt: skip
     parser.add_argument("--speed", action="store_true")
     parser.add_argument(
         "--from-json", nargs="+", metavar="FILE", help="no training: re-report (and merge) the runs of these files"
@@ -379,12 +522,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     stem = result_stem("item_pickup", args.tag)
     if args.eval_freq < 1:
         parser.error(f"--eval-freq must be >= 1, got {args.eval_freq}")
+    if args.checkpoint_freq < 1:
+        parser.error(f"--checkpoint-freq must be >= 1, got {args.checkpoint_freq}")
     jobs = [
         {"agent": agent, "gamma": g, "seed": s, "steps": steps, "device": args.device, "quick": args.quick,
          "batch_size": batch_size, "stop_at": args.stop_at, "kappa_zero_at_step": args.kappa_zero_at_step,
          "eval_freq": args.eval_freq if not args.quick else min(args.eval_freq, 1000),
          "fresh_episodes": args.fresh_episodes, "precision": args.precision,
-         "save_to": str(out_dir() / "item_pickup_runs" / f"{stem}_{agent}_g{g}_s{s}_{steps}_{args.precision}.json")}
+         "save_to": str(out_dir() / "item_pickup_runs" / f"{stem}_{agent}_g{g}_s{s}_{steps}_{args.precision}.json"),
+         "checkpoint_dir": str(out_dir() / "item_pickup_checkpoints" / f"{agent}_g{g}_s{s}_{steps}_{args.precision}"),
+         "checkpoint_freq": args.checkpoint_freq, "resume": args.resume}
         for g in gammas for agent in args.losses for s in range(args.first_seed, args.first_seed + seeds)
     ]  # fmt: skip
     return report(run_parallel(train_grid, jobs, args.workers), args.tag)

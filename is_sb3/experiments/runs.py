@@ -32,7 +32,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,14 +141,22 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_checkpoint(run_dir: Path, model: Any) -> Path:
+def write_checkpoint(run_dir: Path, model: Any, extra: Mapping[str, bytes] | None = None) -> Path:
     """Write the model (and, off-policy, its replay buffer and env) as one checkpoint set, then publish it by
     renaming ``checkpoint.json`` into place; remove the previous set and what writers killed mid-way left. One
-    writer per run folder (the CLI holds the folder's ``.lock``). Returns the set's folder."""
+    writer per run folder (the CLI holds the folder's ``.lock``). Returns the set's folder.
+
+    ``extra``: more files of the set, name → content (e.g. a caller's own state, which must stay consistent with
+    the model's); :func:`read_checkpoint` checks and returns them with the others."""
     from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
     tmp = Path(tempfile.mkdtemp(prefix=".checkpoint-", suffix=".tmp", dir=run_dir))
     try:
+        for name, content in (extra or {}).items():
+            if name in _OFF_POLICY_FILES or Path(name).name != name:
+                raise ValueError(f"extra: {name!r} must be a plain file name other than {_OFF_POLICY_FILES}")
+            with atomic_path(tmp / name) as path:
+                path.write_bytes(content)
         model.save(tmp / "model.zip")
         if isinstance(model, OffPolicyAlgorithm):  # the replay buffer (so the reward-scaling statistics) and the env
             model.save_replay_buffer(tmp / "replay_buffer.pkl")
@@ -170,7 +178,8 @@ def write_checkpoint(run_dir: Path, model: Any) -> Path:
 
 def read_checkpoint(run_dir: Path, off_policy: bool) -> dict[str, Path]:
     """The files of the run's published checkpoint, each checked against ``checkpoint.json`` (size and SHA-256);
-    ``ExperimentError`` naming what is missing or does not match. A run folder of an older is-rl (``checkpoint.zip``
+    ``ExperimentError`` naming what is missing or does not match; the set's ``extra`` files (see
+    :func:`write_checkpoint`) are checked and returned too. A run folder of an older is-rl (``checkpoint.zip``
     beside ``replay_buffer.pkl`` and ``env.pkl``) is read as it is, the off-policy one only with both pickles."""
     manifest_path = run_dir / "checkpoint.json"
     needed = _OFF_POLICY_FILES if off_policy else ("model.zip",)
@@ -191,7 +200,7 @@ def read_checkpoint(run_dir: Path, off_policy: bool) -> dict[str, Path]:
     if not folder.is_dir():
         raise ExperimentError(f"--resume: the checkpoint folder {folder} named by {manifest_path} is missing")
     out = {}
-    for name in needed:
+    for name in [*needed, *(name for name in files if name not in needed)]:  # the set's extra files too
         path = folder / name
         if name not in files:
             raise ExperimentError(f"--resume: the checkpoint in {folder} lacks {name}")

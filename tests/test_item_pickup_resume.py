@@ -1,0 +1,51 @@
+"""Runs of benchmarks/item_pickup.py continued across invocations: an invocation killed after a checkpoint, resumed
+with ``--resume``, gives the run of an uninterrupted invocation (validation curves, training trace, test table)."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import is_envs.grid
+from benchmarks import item_pickup
+from is_sb3 import resume
+
+SETTINGS: dict[str, Any] = {"agent": "is", "gamma": 0.99, "seed": 0, "steps": 2600, "device": "cpu", "quick": True,
+                            "batch_size": 16, "eval_freq": 1300, "precision": "float32"}  # fmt: skip
+
+
+class Killed(Exception):
+    pass
+
+
+def test_a_killed_run_resumed_from_its_checkpoint_equals_the_uninterrupted_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the final model's weights, bit for bit, in place of its test table (12 distributions: slow, and less strict)
+    monkeypatch.setattr(
+        is_envs.grid, "shift_table", lambda model, *_, **__: [p.tolist() for p in model.policy.parameters()]
+    )
+    whole = item_pickup.train_grid(**SETTINGS)
+    ckpt = tmp_path / "ckpt"
+
+    class KilledAfter2100(resume.BoundaryCallback):  # the invocation dies between two checkpoints
+        def _on_rollout_start(self) -> None:
+            super()._on_rollout_start()
+            if self.model.num_timesteps >= 2100:
+                raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(resume, "BoundaryCallback", KilledAfter2100)
+        with pytest.raises(Killed):
+            item_pickup.train_grid(**SETTINGS, checkpoint_dir=str(ckpt), checkpoint_freq=1000)
+    assert (ckpt / "checkpoint.json").is_file()  # the one at env step 2000
+    with pytest.raises(ValueError, match="--resume"):  # never restarted over a checkpoint by mistake
+        item_pickup.train_grid(**SETTINGS, checkpoint_dir=str(ckpt))
+    with pytest.raises(ValueError, match="another configuration"):
+        item_pickup.train_grid(**{**SETTINGS, "gamma": 1.0}, checkpoint_dir=str(ckpt), resume=True)
+    resumed = item_pickup.train_grid(**SETTINGS, checkpoint_dir=str(ckpt), resume=True)
+    assert resumed["steps"] == whole["steps"] == 2600
+    for key in ("validation", "validation_training", "trace", "shift"):
+        assert resumed[key] == whole[key], key
+    assert [(s["from"], s["to"]) for s in resumed["segments"]] == [(0, 2000), (2000, 2600)]
+    assert not ckpt.exists()  # finished: the checkpoint is removed
