@@ -51,6 +51,7 @@ def _read_out(model: Any, alphas: list[float]) -> dict[str, list[float]]:
 def train(seed: int, iterations: int, alphas: list[float], device: str = "cpu") -> dict[str, Any]:
     """One α-range agent; its read-out at ``alphas`` every 10 % of the run and at the end, and its CPU seconds."""
     import torch
+    from stable_baselines3.common.callbacks import BaseCallback
 
     from is_sb3 import RiskAC
     from is_sb3.schedules import WarmupConstantCosine
@@ -59,12 +60,25 @@ def train(seed: int, iterations: int, alphas: list[float], device: str = "cpu") 
     schedule = WarmupConstantCosine(1e-4, warmup=min(0.5, 1000 / iterations))
     model = RiskAC("MlpPolicy", "is_envs/OptionHedging-v0", risk_aversion=1.0, risk_aversion_range=RANGE, seed=seed,
                    device=device, eval_freq=0, learning_rate=schedule)  # fmt: skip
-    history, cpu = [], 0.0
-    for _ in range(10):
-        start = time.process_time()
-        model.learn(iterations // 10, reset_num_timesteps=False, log_interval=0)
-        cpu += time.process_time() - start
-        history.append({"iteration": model.num_timesteps, "cpu_seconds": cpu, **_read_out(model, alphas)})
+    history: list[dict[str, Any]] = []
+    excluded = 0.0  # CPU seconds of the read-outs, not of training
+
+    class ReadOut(BaseCallback):
+        """The read-out every 10 % of one ``learn`` call (one learning-rate schedule over the whole run: ten
+        ``learn`` calls with ``reset_num_timesteps=False`` would restart SB3's progress, and the schedule, in each)."""
+
+        def _on_step(self) -> bool:
+            nonlocal excluded
+            if self.num_timesteps % (iterations // 10) == 0:
+                start = time.process_time()
+                spent = start - cpu_start - excluded
+                history.append({"iteration": self.num_timesteps, "cpu_seconds": spent, **_read_out(model, alphas)})
+                excluded += time.process_time() - start
+            return True
+
+    cpu_start = time.process_time()
+    model.learn(iterations, callback=ReadOut(), log_interval=0)
+    cpu = time.process_time() - cpu_start - excluded
     from is_sb3.hedging import indifference_price
 
     curve = [float(indifference_price(model, risk_aversion=float(a))) for a in CURVE]
