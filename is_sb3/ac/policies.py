@@ -38,8 +38,10 @@ class RiskACPolicy(BasePolicy):
         see there).
     :param action_scale: π_φ(s) = action_scale · actor(s).
     :param risk_aversion_range: ``(low, high)``, 0 < low < high: one actor and one critic for every α in the range,
-        α an input of both (as u = 2 (log α − log low)/(log high − log low) − 1 ∈ [−1, 1], appended to the
-        observation); ``None``: one α (the networks see the observation only).
+        α an input of both as two features appended to the observation: u = 2 (log α − log low)/(log high − log low)
+        − 1 ∈ [−1, 1] and α/high ∈ (0, 1] (the entropic risk premium grows about linearly in α, an exponential in u
+        that a network with u alone fits poorly at the range's ends); ``None``: one α (the networks see the
+        observation only).
     :param risk_aversion: with a range, the α that ``value``, ``action`` and ``predict`` use when none is given.
     """
 
@@ -81,7 +83,7 @@ class RiskACPolicy(BasePolicy):
         self.risk_aversion = float(risk_aversion)
         if self.risk_aversion_range is not None:
             self.check_in_range(self.risk_aversion)
-        obs_dim = get_flattened_obs_dim(observation_space) + (self.risk_aversion_range is not None)
+        obs_dim = get_flattened_obs_dim(observation_space) + 2 * (self.risk_aversion_range is not None)
         action_dim = int(action_space.shape[0])
         self.actor = nn.Sequential(*create_mlp(obs_dim, action_dim, list(pi_arch), activation_fn))
         self.critic = nn.Sequential(*create_mlp(obs_dim, 1, list(vf_arch), activation_fn))
@@ -112,8 +114,8 @@ class RiskACPolicy(BasePolicy):
             self.risk_aversion = default
 
     def _inputs(self, obs: th.Tensor, alpha: float | th.Tensor | None) -> th.Tensor:
-        """The networks' input: the observation as it is (one α), or with the α feature appended (a range;
-        ``alpha`` None: the policy's ``risk_aversion``)."""
+        """The networks' input: the observation as it is (one α), or with the α features u and α/high appended (a
+        range; ``alpha`` None: the policy's ``risk_aversion``)."""
         if self.risk_aversion_range is None:
             if alpha is not None:
                 raise ValueError("this policy was trained for one risk aversion; risk_aversion is not an input")
@@ -123,7 +125,7 @@ class RiskACPolicy(BasePolicy):
             alpha = th.full(obs.shape[:1], value, dtype=obs.dtype, device=obs.device)
         low, high = self.risk_aversion_range
         u = 2.0 * (th.log(alpha) - math.log(low)) / (math.log(high) - math.log(low)) - 1.0
-        return th.cat([obs, u.to(obs.dtype).unsqueeze(-1)], dim=-1)
+        return th.cat([obs, th.stack([u, alpha / high], dim=-1).to(obs.dtype)], dim=-1)
 
     def value(self, obs: th.Tensor, alpha: float | th.Tensor | None = None) -> th.Tensor:
         """V_θ(s) (at α: with a range, a float or one per sample), shape ``(batch,)``."""

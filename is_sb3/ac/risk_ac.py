@@ -459,7 +459,11 @@ class RiskAC(BaseAlgorithm):
         :param callback: SB3 callback(s), called after every iteration.
         :param log_interval: dump the logs every this many iterations.
         :param tb_log_name: name of the TensorBoard run.
-        :param reset_num_timesteps: restart the iteration counter (False continues a run).
+        :param reset_num_timesteps: restart the iteration counter (False continues a run). As in SB3, a
+            learning-rate schedule (the default one included) runs over the iterations done plus this call's, so it
+            reaches its end (the default's cosine: lr 0) at the end of every call of a run split into several; train
+            in one call and read out with a ``callback`` (or continue a saved run with
+            ``learn(total − done, reset_num_timesteps=False)``, which equals the uninterrupted one).
         :param progress_bar: show a progress bar (tqdm + rich).
         """
         total_timesteps, cb = self._setup_learn(

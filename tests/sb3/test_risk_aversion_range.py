@@ -75,9 +75,11 @@ def test_risk_aversion_is_an_input_of_both_networks() -> None:
     # α = high has: a per-sample scale 1/max(1, α) made the networks' outputs differ 10× across the range and the
     # agent failed (benchmarks/hedging_alpha_range.py)
     assert policy.value_scale == policy.action_scale == 1 / 10
-    for alpha, feature in ((0.1, -1.0), (10.0, 1.0), (1.0, 0.0)):
+    # two features of α: u, linear in log α over the range, and α/high (the risk premium is about linear in α)
+    for alpha, u in ((0.1, -1.0), (10.0, 1.0), (1.0, 0.0)):
         x = policy._inputs(obs, alpha)
-        th.testing.assert_close(x[:, 2], th.full((2,), feature), atol=1e-6, rtol=0)
+        th.testing.assert_close(x[:, 2], th.full((2,), u), atol=1e-6, rtol=0)
+        th.testing.assert_close(x[:, 3], th.full((2,), alpha / 10), atol=1e-7, rtol=0)
         th.testing.assert_close(x[:, :2], obs)
         th.testing.assert_close(policy.value(obs, alpha), policy.critic(x).squeeze(-1) / 10)
         th.testing.assert_close(policy.action(obs, alpha), policy.actor(x) / 10)
