@@ -20,7 +20,8 @@ Runs longer than one invocation: every run is checkpointed every ``--checkpoint-
 ``--stop-at`` ends it early, in ``<out>/item_pickup_checkpoints/<agent>_g<γ>_s<seed>_<steps>_<precision>/`` (model,
 replay buffer, env mid-episode, validation and trace so far, best model: ~130 MB at a full buffer); the same command
 with ``--resume`` continues each run from its checkpoint (a killed invocation loses the steps since its last one)
-and the continued run equals the uninterrupted one. A finished run's checkpoint is removed.
+and the continued run equals the uninterrupted one. A finished run's checkpoint is removed (``finished.json`` stays:
+``--resume`` refuses to run it again).
 """
 
 from __future__ import annotations
@@ -47,10 +48,12 @@ from benchmarks.common import (
     write_json_file,
     write_results,
 )
+from is_sb3.files import atomic_write_text
 
 SHIFTED = "gradient2"
 TRAINING = "gradient1"
 ENT_COEF_ZERO_AT = 0.4  # runs before this commit: κ → 0 at 40 % of --steps (read from their result files)
+FINISHED = "finished.json"  #: left in a run's checkpoint folder once the run is finished (its checkpoint removed)
 KAPPA_ZERO_AT_STEP = 800_000  # Enders (args_RL alpha_schedule_steps): κ = 0 from this absolute env step
 #: agent → (critic loss, target, α): the IS paper's three losses with the sampled target; Enders' risk-neutral
 #: SAC (``sac``); ``mse``: the sampled target with ½δ² at α = 0 (the baseline of the runs before this commit)
@@ -106,7 +109,8 @@ def train_grid(
     before ``steps`` (``stop_at``), the run is saved there as one checked set (:func:`is_sb3.experiments.runs.
     write_checkpoint`: model, replay buffer, env mid-episode, the validation and trace histories, the best model so
     far); ``resume`` continues it from there (an invocation killed mid-run loses the steps since its last
-    checkpoint; the continued run equals the uninterrupted one). The folder is removed once the run is finished.
+    checkpoint; the continued run equals the uninterrupted one). Once the run is finished and written, its checkpoint
+    is removed and ``finished.json`` left, which ``resume`` refuses to run again.
     A checkpoint found without ``resume`` is refused (``ValueError``), as is one of another configuration."""
     import gymnasium as gym
     import torch
@@ -130,6 +134,9 @@ def train_grid(
     saved = _read_grid_checkpoint(ckpt, identity, device) if ckpt is not None and resume else None
     if ckpt is not None and saved is None and (ckpt / "checkpoint.json").is_file():
         raise ValueError(f"{ckpt} holds a checkpoint of this run: continue it with --resume, or remove the folder")
+    if ckpt is not None and saved is None and resume and (ckpt / FINISHED).is_file():
+        result = json.loads((ckpt / FINISHED).read_text()).get("result")
+        raise ValueError(f"--resume: this run finished already (its result: {result}); drop --resume to run it again")
     if saved is not None:
         model, state = saved
         print(f"[{agent} γ={gamma} seed {seed}] resumed at env step {model.num_timesteps} from {ckpt}", flush=True)
@@ -183,6 +190,7 @@ def train_grid(
                 extra["best.zip"] = best_path.read_bytes()
             ckpt.mkdir(parents=True, exist_ok=True)
             write_checkpoint(ckpt, model, extra)
+            (ckpt / FINISHED).unlink(missing_ok=True)  # a run started again over a finished one
 
         callbacks: list[Any] = [val, select, trace]
         if ckpt is not None:  # last: the trace has read the previous update's values when the hook saves
@@ -222,8 +230,10 @@ def train_grid(
             out["shift_best"] = shift_table(best, episodes_dir, n_episodes=20 if quick else 100)
     if save_to is not None:
         write_json_file(Path(save_to), {"batch_size": batch_size, "runs": [out]})
-    if ckpt is not None and model.num_timesteps >= steps and ckpt.is_dir():
-        shutil.rmtree(ckpt)  # finished and written: the checkpoint is no longer needed
+    if ckpt is not None and model.num_timesteps >= steps and ckpt.is_dir():  # finished and written: the checkpoint
+        for old in ckpt.iterdir():  # goes (~130 MB); a marker stays, so that --resume does not run it again
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+        atomic_write_text(ckpt / FINISHED, json.dumps({"steps": int(model.num_timesteps), "result": save_to}))
     return out
 
 

@@ -48,4 +48,6 @@ def test_a_killed_run_resumed_from_its_checkpoint_equals_the_uninterrupted_run(
     for key in ("validation", "validation_training", "trace", "shift"):
         assert resumed[key] == whole[key], key
     assert [(s["from"], s["to"]) for s in resumed["segments"]] == [(0, 2000), (2000, 2600)]
-    assert not ckpt.exists()  # finished: the checkpoint is removed
+    assert [p.name for p in ckpt.iterdir()] == ["finished.json"]  # finished: the checkpoint is removed
+    with pytest.raises(ValueError, match="finished already"):  # and --resume does not run it again
+        item_pickup.train_grid(**SETTINGS, checkpoint_dir=str(ckpt), resume=True)
