@@ -114,9 +114,10 @@ class RiskAC(BaseAlgorithm):
         (and :func:`is_sb3.hedging.indifference_price`) take ``risk_aversion=α``; ``risk_aversion`` is then the
         default α (of ``evaluate`` and of calls without one) and must lie in the range. IS loss only. The networks'
         output scale is that of a one-α agent at α = high, 1/max(1, high), for the whole range. Measured on the
-        hedging task over [0.1, 10] (``benchmarks/hedging_alpha_range.py``, 5 seeds): prices within 1.7 % of the
-        per-α dynamic program (one agent per α: 0.25 %) for about a fifth of the five runs' CPU (docs, Hedging
-        page). ``None`` (default): one α.
+        hedging task over [0.1, 10] (``benchmarks/hedging_alpha_range.py``, 5 seeds): prices within 0.3 % of the
+        per-α dynamic program for α ≤ 3 and 0.7 % at α = 10 (one agent per α: 0.25 %) for about a fifth of the
+        five runs' CPU (docs, Hedging page). The networks see α as log-scale and linear features
+        (:class:`~is_sb3.ac.policies.RiskACPolicy`). ``None`` (default): one α.
     :param _init_setup_model: build the networks at construction (internal; used by ``load``).
     """
 
