@@ -18,7 +18,7 @@ final twelve-distribution table on the released test episodes (JSON + Markdown).
 
 Runs longer than one invocation: every run is checkpointed every ``--checkpoint-freq`` env steps (50k) and where
 ``--stop-at`` ends it early, in ``<out>/item_pickup_checkpoints/<agent>_g<γ>_s<seed>_<steps>_<precision>/`` (model,
-replay buffer, env mid-episode, validation and trace so far, best model: ~130 MB at a full buffer); the same command
+replay buffer, env mid-episode, validation and trace so far, best model: ~145 MB); the same command
 with ``--resume`` continues each run from its checkpoint (a killed invocation loses the steps since its last one)
 and the continued run equals the uninterrupted one. A finished run's checkpoint is removed (``finished.json`` stays:
 ``--resume`` refuses to run it again).
@@ -231,7 +231,7 @@ def train_grid(
     if save_to is not None:
         write_json_file(Path(save_to), {"batch_size": batch_size, "runs": [out]})
     if ckpt is not None and model.num_timesteps >= steps and ckpt.is_dir():  # finished and written: the checkpoint
-        for old in ckpt.iterdir():  # goes (~130 MB); a marker stays, so that --resume does not run it again
+        for old in ckpt.iterdir():  # goes (~145 MB); a marker stays, so that --resume does not run it again
             shutil.rmtree(old) if old.is_dir() else old.unlink()
         atomic_write_text(ckpt / FINISHED, json.dumps({"steps": int(model.num_timesteps), "result": save_to}))
     return out
