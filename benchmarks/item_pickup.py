@@ -137,8 +137,9 @@ def train_grid(
     if ckpt is not None and saved is None and resume and (ckpt / FINISHED).is_file():
         result = json.loads((ckpt / FINISHED).read_text()).get("result")
         raise ValueError(f"--resume: this run finished already (its result: {result}); drop --resume to run it again")
+    saved_best: Path | None = None
     if saved is not None:
-        model, state = saved
+        model, state, saved_best = saved
         print(f"[{agent} γ={gamma} seed {seed}] resumed at env step {model.num_timesteps} from {ckpt}", flush=True)
     else:
         env = (
@@ -168,7 +169,9 @@ def train_grid(
             eval_freq, episodes=_source(TRAINING), n_episodes=n_val, best_model_path=best_path, save_after=save_after,
         )  # fmt: skip
         if saved is not None:
-            _restore_callbacks(state, model.num_timesteps, val, select, trace, best_path)
+            _restore_callbacks(state, model.num_timesteps, val, select, trace)
+            if saved_best is not None:  # the best model so far, as the checkpoint holds it
+                shutil.copyfile(saved_best, best_path)
         segment_start = model.num_timesteps
         t0, c0 = time.perf_counter(), time.process_time()
 
@@ -248,9 +251,9 @@ def _callback_state(callback: Any) -> dict[str, Any]:
     return {key: getattr(callback, key) for key in keys if hasattr(callback, key)}
 
 
-def _restore_callbacks(state: dict[str, Any], steps_done: int, val: Any, select: Any, trace: Any, best: Path) -> None:
+def _restore_callbacks(state: dict[str, Any], steps_done: int, val: Any, select: Any, trace: Any) -> None:
     """Put the callbacks of a resumed run where the checkpointed run had them (their step counters included: they
-    act every ``eval_freq`` of their calls, one per env step) and its best model so far at ``best``."""
+    act every ``eval_freq`` of their calls, one per env step)."""
     for name, callback in (("val", val), ("select", select), ("trace", trace)):
         saved = state[name]
         callback.n_calls = steps_done
@@ -261,13 +264,13 @@ def _restore_callbacks(state: dict[str, Any], steps_done: int, val: Any, select:
         else:
             callback.history = [(int(s), float(v)) for s, v in saved["history"]]
             callback.best_mean = float(saved["best_mean"])
-    if "best.zip" in state.get("_files", {}):
-        shutil.copyfile(state["_files"]["best.zip"], best)
 
 
-def _read_grid_checkpoint(ckpt: Path, identity: dict[str, Any], device: str) -> tuple[Any, dict[str, Any]] | None:
-    """The model and run state of the run's checkpoint in ``ckpt`` (None if it has none), its files checked; a
-    ``ValueError`` if it is a checkpoint of another configuration."""
+def _read_grid_checkpoint(
+    ckpt: Path, identity: dict[str, Any], device: str
+) -> tuple[Any, dict[str, Any], Path | None] | None:
+    """The model, run state and best model so far (its file, if any) of the run's checkpoint in ``ckpt`` (None if it
+    has none), its files checked; a ``ValueError`` if it is a checkpoint of another configuration."""
     import pickle
 
     from is_sb3 import DiscreteRiskSAC
@@ -288,8 +291,7 @@ def _read_grid_checkpoint(ckpt: Path, identity: dict[str, Any], device: str) -> 
         env = pickle.load(file)
     model = DiscreteRiskSAC.load(files["model.zip"], env=env, force_reset=False, device=device)
     model.load_replay_buffer(files["replay_buffer.pkl"])
-    state["_files"] = {name: str(path) for name, path in files.items()}
-    return model, state
+    return model, state, files.get("best.zip")
 
 
 def _commit() -> str | None:
