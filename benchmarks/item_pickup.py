@@ -102,8 +102,8 @@ def train_grid(
     ``kappa_zero_at_step`` (Enders: 800k; ``None``: never). Training episodes: the released gradient1 training
     split, or generated ones (``fresh_episodes``). ``save_to``: also write the run as soon as it ends to this JSON
     file (``{"runs": [run]}``, readable by ``--from-json``), so a long invocation loses no finished run.
-    ``precision``: DiscreteRiskSAC's (auto: bf16 where the machine has bf16 matrix units); the run records the one
-    used and the code's commit.
+    ``precision``: DiscreteRiskSAC's (auto: bf16 where the machine trains faster in bf16, see
+    :func:`is_sb3.numerics.has_fast_bf16`); the run records the one used and the code's commit.
 
     ``checkpoint_dir``: the run's checkpoint folder. Every ``checkpoint_freq`` env steps, and where the run stops
     before ``steps`` (``stop_at``), the run is saved there as one checked set (:func:`is_sb3.experiments.runs.
@@ -382,13 +382,13 @@ def speed(device: str, quick: bool) -> dict[str, Any]:
 
     from is_envs.grid import evaluate
     from is_sb3 import DiscreteRiskSAC, RiskSAC
-    from is_sb3.numerics import flush_denormals, has_bf16_matrix_units, resolve_precision
+    from is_sb3.numerics import flush_denormals, has_fast_bf16, resolve_precision
 
     th.set_num_threads(1)
     keep_freed_memory()
     out: dict[str, Any] = {
         "machine": _machine(),
-        "bf16_matrix_units": has_bf16_matrix_units(device),
+        "fast_bf16": has_fast_bf16(device),
         "auto_precision": str(resolve_precision("auto", device)).replace("torch.", ""),
     }
     models = {}
@@ -398,7 +398,7 @@ def speed(device: str, quick: bool) -> dict[str, Any]:
         model.learn(2001)  # fills the buffer, then one update
         models[precision] = model
     blocks = {"float32": 3 if quick else 5, "bf16": 3 if quick else 5}
-    per_block = {"float32": 3 if quick else 10, "bf16": 1 if quick or not out["bf16_matrix_units"] else 10}
+    per_block = {"float32": 3 if quick else 10, "bf16": 1 if quick or not out["fast_bf16"] else 10}
     ms: dict[str, list[float]] = {"float32": [], "bf16": []}
     with flush_denormals():
         for _ in range(max(blocks.values())):
@@ -503,7 +503,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--precision", choices=("auto", "float32", "bf16"), default="auto",
-        help="DiscreteRiskSAC's precision (auto: bf16 where the machine has bf16 matrix units, else float32)",
+        help="DiscreteRiskSAC's precision (auto: bf16 where it is faster: AMX, AMD AVX512-BF16, a bf16 GPU; "
+        "else float32)",
     )  # fmt: skip
     parser.add_argument(
         "--resume", action="store_true",

@@ -3,11 +3,13 @@ precision, :func:`resolve_precision`) and subnormal numbers flushed to zero on e
 
 Precision. ``"bf16"`` runs the networks' forward passes under ``torch.autocast`` with bfloat16 (matrix products
 and convolutions in bf16, float32 master weights, float32 optimizer states, targets, losses, reward scaling and
-log-sum-exp); ``"float32"`` runs everything in float32; ``"auto"`` picks bf16 only where the hardware has bf16
-matrix units: on CUDA a GPU with bf16 support (Ampere and later), on the CPU the AMX tiles of Intel Sapphire Rapids
-and later. Elsewhere bf16 is slower than float32 on the CPU (oneDNN emulates it): 0.86× with AVX512-BF16 only,
-0.36× on plain AVX-512, 0.14× on AVX2 (the DiscreteRiskSAC update, measured with oneDNN's ISA capped), and a
-512×1600·1600×256 bf16 matrix product was measured 60× slower than float32 on an AVX2-only AMD EPYC.
+log-sum-exp); ``"float32"`` runs everything in float32; ``"auto"`` picks bf16 only where the hardware makes it
+faster (:func:`has_fast_bf16`): on CUDA a GPU with bf16 support (Ampere and later); on the CPU the AMX tiles of
+Intel Sapphire Rapids and later, or AVX512-BF16 on an AMD CPU (Zen 4 and later). Measured (the DiscreteRiskSAC
+update, batch 512, one thread, ``python -m benchmarks.item_pickup --speed``): 2.18× float32's speed with AMX, 1.6×
+on an AMD EPYC with AVX512-BF16; elsewhere bf16 is slower than float32 (oneDNN converts and emulates): 0.86× on an
+Intel CPU with AVX512-BF16 but no AMX, 0.36× on plain AVX-512, 0.14× on AVX2 (oneDNN's ISA capped on the AMX Xeon),
+and a 512×1600·1600×256 bf16 matrix product 60× slower than float32 on an AVX2-only AMD EPYC.
 
 Why: with an L2 penalty under Adam (Enders et al.'s Keras ``kernel_regularizer``) the weights of dead ReLU
 units shrink geometrically and become subnormal (below ~1.2e-38 in float32) after a few thousand updates. On
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import platform
 import threading
 import warnings
 from collections.abc import Iterator
@@ -36,7 +39,7 @@ __all__ = [
     "PRECISIONS",
     "denormals_flushed",
     "flush_denormals",
-    "has_bf16_matrix_units",
+    "has_fast_bf16",
     "resolve_precision",
     "set_flush_denormals",
 ]
@@ -45,21 +48,39 @@ __all__ = [
 PRECISIONS = ("float32", "bf16", "auto")
 
 
-def has_bf16_matrix_units(device: th.device | str) -> bool:
-    """Whether ``device`` multiplies bf16 matrices in hardware faster than float32: a CUDA GPU with bf16 support
-    (tensor cores, compute capability ≥ 8.0), or a CPU with AMX tiles (``torch.cpu._is_amx_tile_supported``)."""
+def _cpu_vendor() -> str:
+    """The CPU's vendor string (``GenuineIntel``, ``AuthenticAMD``, ...), or "" where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:  # Linux
+            for line in cpuinfo:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    processor = platform.processor()  # Windows: "AMD64 Family 25 Model 17 Stepping 1, AuthenticAMD"
+    return processor.rsplit(",", 1)[-1].strip() if "," in processor else ""
+
+
+def has_fast_bf16(device: th.device | str) -> bool:
+    """Whether bf16 mixed precision trains faster than float32 on ``device``: a CUDA GPU with bf16 support (tensor
+    cores, compute capability ≥ 8.0); a CPU with AMX tiles (``torch.cpu._is_amx_tile_supported``); an AMD CPU with
+    AVX512-BF16 (Zen 4 and later; measured 1.6× float32's update speed, where an Intel CPU with AVX512-BF16 but no
+    AMX was measured at 0.86×)."""
     device = th.device(device)
     if device.type == "cuda":
         return bool(th.cuda.is_available() and th.cuda.is_bf16_supported(including_emulation=False))
     if device.type == "cpu":
         amx = getattr(th.cpu, "_is_amx_tile_supported", None)  # torch >= 2.3
-        return bool(amx is not None and amx())
+        if amx is not None and amx():
+            return True
+        avx512_bf16 = getattr(th.cpu, "_is_avx512_bf16_supported", None)
+        return bool(avx512_bf16 is not None and avx512_bf16() and _cpu_vendor() == "AuthenticAMD")
     return False
 
 
 def resolve_precision(precision: str, device: th.device | str) -> th.dtype:
     """The compute dtype of the networks' forward passes for ``precision`` on ``device``: ``th.float32`` or
-    ``th.bfloat16`` ("auto": bf16 where :func:`has_bf16_matrix_units`, else float32).
+    ``th.bfloat16`` ("auto": bf16 where :func:`has_fast_bf16`, else float32).
 
     :param precision: "float32", "bf16" or "auto".
     :param device: the device the networks train on.
@@ -67,7 +88,7 @@ def resolve_precision(precision: str, device: th.device | str) -> th.dtype:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "auto":
-        return th.bfloat16 if has_bf16_matrix_units(device) else th.float32
+        return th.bfloat16 if has_fast_bf16(device) else th.float32
     return th.bfloat16 if precision == "bf16" else th.float32
 
 

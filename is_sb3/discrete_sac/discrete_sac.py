@@ -155,9 +155,9 @@ class DiscreteRiskSAC(ResumableOffPolicy):
     Precision: Enders train in float16 mixed precision (Keras ``LossScaleOptimizer``). Here ``precision="bf16"``
     runs the networks' forward passes of the update under bf16 autocast (float32 master weights, optimizer
     states, targets, losses, reward scaling and log-sum-exp; bf16 needs no loss scaling), ``"float32"`` everything
-    in float32, and ``"auto"`` (default) picks bf16 only where the device has bf16 matrix units (AMX on the CPU,
-    bf16 tensor cores on CUDA; :func:`is_sb3.numerics.resolve_precision`), float32 elsewhere, where bf16 would be
-    slower. ``predict`` always runs in float32. ``learn`` flushes subnormal numbers to zero on every training
+    in float32, and ``"auto"`` (default) picks bf16 only where it is faster (AMX on Intel CPUs, AVX512-BF16 on AMD
+    CPUs, bf16 tensor cores on CUDA; :func:`is_sb3.numerics.has_fast_bf16`), float32 elsewhere, where bf16 would
+    be slower. ``predict`` always runs in float32. ``learn`` flushes subnormal numbers to zero on every training
     thread (:mod:`is_sb3.numerics`): Enders' L2 under Adam drives dead units' weights below 1e-38, where Intel
     CPUs compute many times slower.
 

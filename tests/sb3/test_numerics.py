@@ -3,6 +3,7 @@ precision of DiscreteRiskSAC against float32, Enders' Keras initialisation and t
 either target."""
 
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from is_sb3 import DiscreteRiskSAC, RiskSAC
 from is_sb3.discrete_sac.policies import keras_init_
-from is_sb3.numerics import denormals_flushed, flush_denormals, has_bf16_matrix_units, resolve_precision
+from is_sb3.numerics import denormals_flushed, flush_denormals, has_fast_bf16, resolve_precision
 
 SUBNORMAL = 1e-39  # below float32's smallest normal number, 1.18e-38
 GRID = "is_envs/ItemPickup-v0"
@@ -172,7 +173,7 @@ def test_critic_loss_is_honoured_with_the_enders_target() -> None:
 def test_precision_resolution() -> None:
     assert resolve_precision("float32", "cpu") == th.float32
     assert resolve_precision("bf16", "cpu") == th.bfloat16
-    expected = th.bfloat16 if has_bf16_matrix_units("cpu") else th.float32
+    expected = th.bfloat16 if has_fast_bf16("cpu") else th.float32
     assert resolve_precision("auto", "cpu") == expected
     model = DiscreteRiskSAC("MlpPolicy", GRID, **DSAC_KW)
     assert model.precision == "auto" and model.compute_dtype == expected
@@ -180,12 +181,36 @@ def test_precision_resolution() -> None:
         DiscreteRiskSAC("MlpPolicy", GRID, precision="fp8", **DSAC_KW)
 
 
-def test_auto_picks_bf16_only_with_bf16_matrix_units(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(th.cpu, "_is_amx_tile_supported", lambda: True)
-    assert resolve_precision("auto", "cpu") == th.bfloat16
-    monkeypatch.setattr(th.cpu, "_is_amx_tile_supported", lambda: False)
-    assert resolve_precision("auto", "cpu") == th.float32
+@pytest.mark.parametrize(
+    ("amx", "avx512_bf16", "vendor", "expected"),
+    [
+        (True, True, "GenuineIntel", th.bfloat16),  # Sapphire Rapids and later: AMX tiles
+        (False, True, "GenuineIntel", th.float32),  # AVX512-BF16 without AMX: 0.86× float32's speed
+        (False, True, "AuthenticAMD", th.bfloat16),  # Zen 4 and later: 1.6× float32's speed
+        (False, False, "AuthenticAMD", th.float32),  # AVX2 only: bf16 is emulated, many times slower
+        (False, False, "GenuineIntel", th.float32),
+    ],
+)
+def test_auto_picks_bf16_only_where_it_is_faster(
+    monkeypatch: pytest.MonkeyPatch, amx: bool, avx512_bf16: bool, vendor: str, expected: th.dtype
+) -> None:
+    import is_sb3.numerics as numerics
+
+    monkeypatch.setattr(th.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(th.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(numerics, "_cpu_vendor", lambda: vendor)
+    assert resolve_precision("auto", "cpu") == expected
     assert resolve_precision("auto", "meta") == th.float32
+
+
+def test_cpu_vendor_is_read() -> None:
+    import is_sb3.numerics as numerics
+
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    match = re.search(r"^vendor_id\s*:\s*(\S+)", cpuinfo, re.MULTILINE)
+    if match is None:
+        pytest.skip("no vendor_id in /proc/cpuinfo")
+    assert numerics._cpu_vendor() == match.group(1)
 
 
 def _twin(precision: str, policy: str = "CnnPolicy", **extra: Any) -> DiscreteRiskSAC:
