@@ -14,7 +14,9 @@ step 800k (so never switched off within 500k), training on the 800 released grad
 (a random permutation per pass), validation every 5k env steps. Validation return on a shifted distribution
 (gradient2 validation episodes) and on gradient1's (Enders' model selection) during training (PNG), and the
 final twelve-distribution table on the released test episodes (JSON + Markdown). Writes
-``benchmarks/out/item_pickup.{json,md,png}`` (``--out benchmarks/results`` for the committed ones).
+``benchmarks/out/item_pickup.{json,md,png}`` (``--out benchmarks/results`` for the committed ones), and keeps each
+finished run's final model (and Enders' selected one) in ``<out>/item_pickup_models/<run>/{final,best}.zip``
+(~22 MB each; ``python -m benchmarks.item_pickup_greedy_gap`` compares them with greedy).
 
 Runs longer than one invocation: every run is checkpointed every ``--checkpoint-freq`` env steps (50k) and where
 ``--stop-at`` ends it early, in ``<out>/item_pickup_checkpoints/<agent>_g<γ>_s<seed>_<steps>_<precision>/`` (model,
@@ -27,6 +29,7 @@ and the continued run equals the uninterrupted one. A finished run's checkpoint 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import shutil
 import tempfile
@@ -48,7 +51,7 @@ from benchmarks.common import (
     write_json_file,
     write_results,
 )
-from is_sb3.files import atomic_write_text
+from is_sb3.files import atomic_write_bytes, atomic_write_text
 
 SHIFTED = "gradient2"
 TRAINING = "gradient1"
@@ -97,6 +100,7 @@ def train_grid(
     checkpoint_dir: str | None = None,
     checkpoint_freq: int = 50_000,
     resume: bool = False,
+    models_dir: str | None = None,
 ) -> dict[str, Any]:
     """One agent's run of ``steps`` env steps, or its first ``stop_at`` steps; κ → 0 at the absolute env step
     ``kappa_zero_at_step`` (Enders: 800k; ``None``: never). Training episodes: the released gradient1 training
@@ -111,7 +115,10 @@ def train_grid(
     far); ``resume`` continues it from there (an invocation killed mid-run loses the steps since its last
     checkpoint; the continued run equals the uninterrupted one). Once the run is finished and written, its checkpoint
     is removed and ``finished.json`` left, which ``resume`` refuses to run again.
-    A checkpoint found without ``resume`` is refused (``ValueError``), as is one of another configuration."""
+    A checkpoint found without ``resume`` is refused (``ValueError``), as is one of another configuration.
+    ``models_dir``: where a finished run keeps its final model (``final.zip``) and the one of Enders' model selection
+    (``best.zip``, where the run was long enough to select one), for analyses after the run
+    (``python -m benchmarks.item_pickup_greedy_gap``)."""
     import gymnasium as gym
     import torch
     from stable_baselines3.common.callbacks import CallbackList
@@ -231,6 +238,12 @@ def train_grid(
             out["best_step"] = next(s for s, v in late if v == select.best_mean)  # the first (saved) one
             best = DiscreteRiskSAC.load(best_path, device=device)
             out["shift_best"] = shift_table(best, episodes_dir, n_episodes=20 if quick else 100)
+        if models_dir is not None and model.num_timesteps >= steps:
+            buffer = io.BytesIO()
+            model.save(buffer)
+            atomic_write_bytes(Path(models_dir) / "final.zip", buffer.getvalue())
+            if best_path.is_file():
+                atomic_write_bytes(Path(models_dir) / "best.zip", best_path.read_bytes())
     if save_to is not None:
         write_json_file(Path(save_to), {"batch_size": batch_size, "runs": [out]})
     if ckpt is not None and model.num_timesteps >= steps and ckpt.is_dir():  # finished and written: the checkpoint
@@ -544,7 +557,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
          "fresh_episodes": args.fresh_episodes, "precision": args.precision,
          "save_to": str(out_dir() / "item_pickup_runs" / f"{stem}_{agent}_g{g}_s{s}_{steps}_{args.precision}.json"),
          "checkpoint_dir": str(out_dir() / "item_pickup_checkpoints" / f"{agent}_g{g}_s{s}_{steps}_{args.precision}"),
-         "checkpoint_freq": args.checkpoint_freq, "resume": args.resume}
+         "checkpoint_freq": args.checkpoint_freq, "resume": args.resume,
+         "models_dir": str(out_dir() / "item_pickup_models" / f"{stem}_{agent}_g{g}_s{s}_{steps}_{args.precision}")}
         for g in gammas for agent in args.losses for s in range(args.first_seed, args.first_seed + seeds)
     ]  # fmt: skip
     return report(run_parallel(train_grid, jobs, args.workers), args.tag)

@@ -8,7 +8,7 @@ import pytest
 
 import is_envs.grid
 from benchmarks import item_pickup
-from is_sb3 import resume
+from is_sb3 import DiscreteRiskSAC, resume
 
 SETTINGS: dict[str, Any] = {"agent": "is", "gamma": 0.99, "seed": 0, "steps": 2600, "device": "cpu", "quick": True,
                             "batch_size": 16, "eval_freq": 1300, "precision": "float32"}  # fmt: skip
@@ -43,11 +43,15 @@ def test_a_killed_run_resumed_from_its_checkpoint_equals_the_uninterrupted_run(
         item_pickup.train_grid(**SETTINGS, checkpoint_dir=str(ckpt))
     with pytest.raises(ValueError, match="another configuration"):
         item_pickup.train_grid(**{**SETTINGS, "gamma": 1.0}, checkpoint_dir=str(ckpt), resume=True)
-    resumed = item_pickup.train_grid(**SETTINGS, checkpoint_dir=str(ckpt), resume=True)
+    models = tmp_path / "models"
+    resumed = item_pickup.train_grid(**SETTINGS, checkpoint_dir=str(ckpt), resume=True, models_dir=str(models))
     assert resumed["steps"] == whole["steps"] == 2600
     for key in ("validation", "validation_training", "trace", "shift"):
         assert resumed[key] == whole[key], key
     assert [(s["from"], s["to"]) for s in resumed["segments"]] == [(0, 2000), (2000, 2600)]
     assert [p.name for p in ckpt.iterdir()] == ["finished.json"]  # finished: the checkpoint is removed
+    kept = DiscreteRiskSAC.load(models / "final.zip")  # the final model is kept, as trained
+    assert [p.tolist() for p in kept.policy.parameters()] == whole["shift"]
+    assert not (models / "best.zip").exists()  # κ is never switched off in 2600 steps: no model selected
     with pytest.raises(ValueError, match="finished already"):  # and --resume does not run it again
         item_pickup.train_grid(**SETTINGS, checkpoint_dir=str(ckpt), resume=True)

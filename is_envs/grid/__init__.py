@@ -2,7 +2,7 @@
 
 from is_envs.grid.distributions import DEPOT, DISTRIBUTIONS, TOTAL_RATE, distribution, validate_probabilities
 from is_envs.grid.env import ItemPickupEnv
-from is_envs.grid.evaluation import evaluate, shift_table
+from is_envs.grid.evaluation import EpisodeEvents, episode_events, evaluate, shift_table
 from is_envs.grid.greedy import GreedyPolicy
 from is_envs.grid.items import RELEASED_DIR, EpisodeTable, ProbabilityGrid, released_episodes
 
@@ -11,11 +11,13 @@ __all__ = [
     "DISTRIBUTIONS",
     "RELEASED_DIR",
     "TOTAL_RATE",
+    "EpisodeEvents",
     "EpisodeTable",
     "GreedyPolicy",
     "ItemPickupEnv",
     "ProbabilityGrid",
     "distribution",
+    "episode_events",
     "evaluate",
     "released_episodes",
     "shift_table",

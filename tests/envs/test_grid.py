@@ -12,11 +12,13 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import is_envs  # noqa: F401
 from is_envs.grid import (
+    DEPOT,
     DISTRIBUTIONS,
     EpisodeTable,
     GreedyPolicy,
     ItemPickupEnv,
     core,
+    episode_events,
     evaluate,
     released_episodes,
     shift_table,
@@ -378,3 +380,35 @@ def test_make_vec_env_works_on_every_registered_env_and_the_grid_draws_rgb() -> 
     assert img.shape == (5 * k, 5 * k, 3) and img.dtype == np.uint8
     assert tuple(img[2 * k + k // 2, 1 * k + k // 2]) == (31, 119, 180)  # the agent, empty
     assert tuple(img[2 * k + k // 2, k // 2]) == (150, 150, 150)  # the depot
+
+
+class AlwaysUp:
+    def predict(self, obs, state=None, episode_start=None, deterministic=True):  # type: ignore[no-untyped-def]
+        return np.ones(len(np.asarray(obs).reshape(-1, 3, 5, 5)), dtype=np.int64), None
+
+
+@pytest.mark.parametrize("policy", [GreedyPolicy(), FixedRandom()])
+def test_episode_events_add_up_to_the_returns(policy) -> None:  # type: ignore[no-untyped-def]
+    e = episode_events(policy, "hotspots", n_episodes=16, seed=1, reference=GreedyPolicy())
+    np.testing.assert_array_equal(e.returns, 7.5 * (e.picked + e.delivered) - e.moves)
+    np.testing.assert_array_equal(e.returns, evaluate(policy, "hotspots", n_episodes=16, seed=1))
+    assert set(np.unique(e.picked - e.delivered)) <= {0, 1}  # at most one item carried at the end
+    assert np.all(e.moves + e.stays + e.wall_bumps == 200) and np.all(e.moves_loaded <= e.moves)
+    assert e.agreement is not None and np.all((0 <= e.agreement) & (e.agreement <= 1))
+
+
+def test_greedy_carries_straight_home_and_agrees_with_itself() -> None:
+    greedy = episode_events(GreedyPolicy(), GRADIENT1, reference=GreedyPolicy())
+    assert greedy.returns.mean() == pytest.approx(215.06, abs=0.005)  # the SPEC's reference
+    assert np.all(greedy.loaded_detour == 0) and np.all(greedy.agreement == 1.0)
+    rand = episode_events(FixedRandom(), "gradient1", n_episodes=20, seed=0, reference=GreedyPolicy())
+    assert rand.loaded_detour.sum() > 0 and rand.agreement is not None and rand.agreement.mean() < 0.5
+    assert episode_events(GreedyPolicy(), GRADIENT1, n_episodes=2).agreement is None
+
+
+def test_episode_events_count_moves_and_wall_bumps() -> None:
+    e = episode_events(AlwaysUp(), "uniform", n_episodes=4, seed=0)
+    np.testing.assert_array_equal(e.moves, DEPOT[0])  # up from the depot's row to row 0, then the wall
+    np.testing.assert_array_equal(e.wall_bumps, 200 - DEPOT[0])
+    np.testing.assert_array_equal(e.stays, 0)
+    np.testing.assert_array_equal(e.delivered, 0)  # never back at the depot once gone
