@@ -35,3 +35,27 @@ def test_report_gives_mean_and_std_over_seeds_per_agent(tmp_path: Path, monkeypa
     assert "| is α=0.1 | 0.99 | 20000 | 512 | 1 | 50.0 | 51.0 |" in text  # one seed: no ± column value
     assert (tmp_path / "item_pickup_t.png").stat().st_size > 10_000
     assert item_pickup.agent_label({"loss": "mse", "alpha": 0.0}) == "SAC (mse, α=0)"  # the runs before Enders'
+
+
+def test_greedy_gap_splits_the_gap_into_items_and_moves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks import item_pickup_greedy_gap
+    from is_envs.grid import GreedyPolicy, evaluate, released_episodes
+    from is_sb3 import DiscreteRiskSAC
+
+    monkeypatch.setattr(common, "_out_dir", tmp_path)
+    model = DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", seed=0, device="cpu")  # untrained
+    model.save(tmp_path / "m.zip")
+    with pytest.raises(ValueError, match=r"not a \.zip"):
+        item_pickup_greedy_gap.model_file(tmp_path / "nothing")
+    out = item_pickup_greedy_gap.main([str(tmp_path / "m.zip"), "--quick", "--tag", "t", "--out", str(tmp_path)])
+    greedy = out["rows"]["greedy"]["models"]["greedy"]
+    assert (
+        greedy["gradient1"]["return"] == evaluate(GreedyPolicy(), released_episodes("gradient1"), n_episodes=20).mean()
+    )
+    (row,) = [r for key, r in out["rows"].items() if key != "greedy"]
+    mine = row["models"][str(tmp_path / "m.zip")]
+    mine_return = evaluate(model, released_episodes("hotspots"), n_episodes=20).mean()
+    assert mine["hotspots"]["return"] == pytest.approx(mine_return)
+    gap = greedy["hotspots"]["return"] - mine_return
+    assert mine["hotspots"]["items_gap"] + mine["hotspots"]["moves_gap"] == pytest.approx(gap)
+    assert (tmp_path / "item_pickup_greedy_gap_t.png").is_file()
