@@ -31,14 +31,11 @@ def evaluate(
     seed: int | None = 0,
     deterministic: bool = True,
 ) -> np.ndarray:
-    """Per-episode returns of ``policy`` on many episodes stepped together (vectorised numpy).
+    """Per-episode returns of ``policy`` on many episodes stepped together (vectorised numpy): the ``returns`` of
+    :func:`episode_events`, whose arguments these are (the policy: anything with SB3's
+    ``predict(obs_batch, deterministic=...) -> (actions, state)``; the distribution: a name, a 5×5 grid, or a
+    released ``.npz``).
 
-    :param policy: an object with ``predict(obs_batch, deterministic=...) -> (actions, state)``.
-    :param distribution_or_episodes: a distribution name, a 5×5 grid, or a path to a released ``.npz``.
-    :param split: for released tables: "training", "validation" or "test" (in order, from its start).
-    :param n_episodes: number of episodes (default: the whole split, or 100 generated episodes).
-    :param seed: seed for generated episodes (and the training split's permutation).
-    :param deterministic: passed to ``predict``.
     :return: returns, shape ``(n_episodes,)``, float64, in episode order.
     """
     return episode_events(policy, distribution_or_episodes, split, n_episodes, seed, deterministic).returns
