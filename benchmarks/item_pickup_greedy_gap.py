@@ -37,6 +37,8 @@ COLUMNS = (
     ("empty_moves_per_pick", "empty moves / pick-up", "{:.2f}"),
     ("standing", "steps standing", "{:.1f}"),
     ("expired", "expired items", "{:.1f}"),
+    ("stood_for_move", "stood where greedy moved", "{:.1f}"),
+    ("moved_for_stand", "moved where greedy stood", "{:.1f}"),
     ("agreement", "greedy's action", "{:.2f}"),
 )
 
@@ -72,6 +74,8 @@ def summarise(events: Any, greedy_return: float, greedy_events: Any) -> dict[str
         "wall_bumps": float(events.wall_bumps.mean()),
         "expired": float(events.expired.mean()),
         "agreement": float(events.agreement.mean()) if events.agreement is not None else 1.0,
+        "stood_for_move": float(events.stood_for_move.mean()) if events.stood_for_move is not None else 0.0,
+        "moved_for_stand": float(events.moved_for_stand.mean()) if events.moved_for_stand is not None else 0.0,
     }
     items = float((greedy_events.picked + greedy_events.delivered).mean()) - (picked + delivered)
     out["items_gap"] = 7.5 * items  # return lost to fewer items picked and delivered than greedy
@@ -146,7 +150,9 @@ def report(result: dict[str, Any], tag: str) -> dict[str, Any]:
         "minus the model's, 'gap from moves' the model's moves minus greedy's; the two add up to greedy's return "
         "minus the model's. 'loaded detour': moves made while carrying an item beyond its pick-up cell's distance "
         "to the depot. 'greedy's action': the fraction of steps on which the model did what greedy would have done "
-        "in the same state (ties between equally short paths count as disagreements)."
+        "in the same state (ties between equally short paths count as disagreements). 'stood where greedy moved' "
+        "and 'moved where greedy stood': steps per episode on which the model stood (stay, or a move into a wall) "
+        "where greedy would have moved, and the reverse."
     )
     write_results(result_stem("item_pickup_greedy_gap", tag), "\n".join(lines), result,
                   lambda path: plot(result, path))  # fmt: skip

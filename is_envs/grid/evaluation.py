@@ -50,7 +50,9 @@ class EpisodeEvents:
     policy that always carries straight home, as the greedy one). ``agreement``: the fraction of the episode's
     steps on which the policy took the reference policy's action in the same state (only with a reference;
     several actions can be equally good, so 1 − agreement bounds how often the policy chose differently, not how
-    often it chose worse).
+    often it chose worse). ``stood_for_move``: steps on which the policy stood (stay, or a move into a wall) where
+    the reference would have moved; ``moved_for_stand``: steps on which it moved where the reference would have
+    stayed (only with a reference).
     """
 
     returns: np.ndarray
@@ -63,6 +65,8 @@ class EpisodeEvents:
     wall_bumps: np.ndarray
     expired: np.ndarray
     agreement: np.ndarray | None = None
+    stood_for_move: np.ndarray | None = None
+    moved_for_stand: np.ndarray | None = None
 
 
 def episode_events(
@@ -101,7 +105,7 @@ def episode_events(
     state = core.GridState.start(n)
     count = {name: np.zeros(n, dtype=np.int64) for name in
              ("picked", "delivered", "moves", "moves_loaded", "carried", "shortest", "stays", "wall_bumps", "expired",
-              "agree")}  # fmt: skip
+              "agree", "stood_for_move", "moved_for_stand")}  # fmt: skip
     returns = np.zeros(n)
     carried_moves = np.zeros(n, dtype=np.int64)  # moves since the item now carried was picked up
     carried_shortest = np.zeros(n, dtype=np.int64)  # its pick-up cell's distance to the depot
@@ -111,7 +115,8 @@ def episode_events(
         actions = np.asarray(actions, dtype=np.int64).reshape(-1)
         if reference is not None:
             wanted, _ = reference.predict(obs, deterministic=True)
-            count["agree"] += np.asarray(wanted, dtype=np.int64).reshape(-1) == actions
+            wanted = np.asarray(wanted, dtype=np.int64).reshape(-1)
+            count["agree"] += wanted == actions
         loaded = state.load == 1
         events = core.step(state, actions, spawns[:, k])
         returns += events.reward
@@ -121,6 +126,9 @@ def episode_events(
         count["expired"] += events.expired
         count["stays"] += actions == 0
         count["wall_bumps"] += (actions != 0) & (events.moved == 0)
+        if reference is not None:
+            count["stood_for_move"] += (events.moved == 0) & (wanted != 0)
+            count["moved_for_stand"] += (events.moved == 1) & (wanted == 0)
         carried_moves += loaded * events.moved
         count["moves_loaded"] += loaded * events.moved
         done = events.delivered == 1
@@ -136,6 +144,8 @@ def episode_events(
         moves_loaded=count["moves_loaded"], loaded_detour=count["carried"] - count["shortest"],
         stays=count["stays"], wall_bumps=count["wall_bumps"], expired=count["expired"],
         agreement=count["agree"] / EPISODE_LENGTH if reference is not None else None,
+        stood_for_move=count["stood_for_move"] if reference is not None else None,
+        moved_for_stand=count["moved_for_stand"] if reference is not None else None,
     )  # fmt: skip
 
 

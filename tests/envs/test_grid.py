@@ -401,8 +401,14 @@ def test_greedy_carries_straight_home_and_agrees_with_itself() -> None:
     greedy = episode_events(GreedyPolicy(), GRADIENT1, reference=GreedyPolicy())
     assert greedy.returns.mean() == pytest.approx(215.06, abs=0.005)  # the SPEC's reference
     assert np.all(greedy.loaded_detour == 0) and np.all(greedy.agreement == 1.0)
+    assert greedy.stood_for_move is not None and greedy.moved_for_stand is not None
+    assert greedy.stood_for_move.sum() == 0 and greedy.moved_for_stand.sum() == 0
     rand = episode_events(FixedRandom(), "gradient1", n_episodes=20, seed=0, reference=GreedyPolicy())
     assert rand.loaded_detour.sum() > 0 and rand.agreement is not None and rand.agreement.mean() < 0.5
+    assert rand.stood_for_move is not None and rand.moved_for_stand is not None
+    assert rand.stood_for_move.sum() > 0 and rand.moved_for_stand.sum() > 0
+    up = episode_events(AlwaysUp(), "uniform", n_episodes=4, seed=0, reference=AlwaysUp())
+    assert up.stood_for_move is not None and np.array_equal(up.stood_for_move, up.wall_bumps)  # a bump stands
     assert episode_events(GreedyPolicy(), GRADIENT1, n_episodes=2).agreement is None
 
 
