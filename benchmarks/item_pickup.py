@@ -696,7 +696,8 @@ def _plot(groups: dict[tuple[str, float, float], list[dict[str, Any]]], path: st
               ("q_mean", "mean Q(s, a)", "Q (scaled reward units)", False)]  # fmt: skip
     rows = len(curves) + len(panels) * traced
     fig, axes = plt.subplots(rows, len(gammas), figsize=(6.5 * len(gammas), 3.8 * rows), squeeze=False)
-    colours = {key: f"C{i}" for i, key in enumerate(groups)}
+    labels = list(dict.fromkeys(key[0] for key in groups))  # one colour per agent, the same in every γ's column
+    colours = {key: f"C{labels.index(key[0])}" for key in groups}
     for col, gamma in enumerate(gammas):
         last_step = 0
         for key, group in groups.items():
