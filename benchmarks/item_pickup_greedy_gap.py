@@ -160,16 +160,16 @@ def report(result: dict[str, Any], tag: str) -> dict[str, Any]:
 
 
 def plot(result: dict[str, Any], path: str) -> None:
-    """Bars per row on gradient1: items delivered, moves per delivery, loaded detour, greedy's action."""
+    """Bars per row on gradient1: return, items delivered, steps stood where greedy moved, greedy's action."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels = [
+        ("return", "return per episode"),
         ("delivered", "items delivered per episode"),
-        ("moves_per_delivery", "moves per delivery"),
-        ("empty_moves_per_pick", "empty moves per pick-up"),
+        ("stood_for_move", "steps stood where greedy moved"),
         ("agreement", "share of greedy's actions"),
     ]
     rows = list(result["rows"].values())
