@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import data_dir, mean_std, parse_args, result_stem, write_results
+from benchmarks.item_pickup import agent_label
 
 #: the columns of the tables: key, header, format
 COLUMNS = (
@@ -103,7 +104,7 @@ def measure(paths: list[Path], n_episodes: int | None) -> dict[str, Any]:
     for path in paths:
         file = model_file(path)
         model = DiscreteRiskSAC.load(file, device="cpu")
-        label = "SAC (Enders, α=0)" if model.target == "enders" else f"{model.critic_loss} α={model.risk_aversion:g}"
+        label = agent_label({"target": model.target, "loss": model.critic_loss, "alpha": model.risk_aversion})
         key = f"{label}, γ={model.gamma:g}, {model.num_timesteps // 1000}k steps"
         row = rows.setdefault(key, {"label": key, "models": {}})
         row["models"][str(path)] = {
