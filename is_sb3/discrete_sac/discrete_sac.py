@@ -29,6 +29,7 @@ __all__ = [
     "add_l2_gradient_",
     "discrete_sac_target",
     "l2_penalty",
+    "sample_categorical",
 ]
 
 #: critic losses of DiscreteRiskSAC: the four of :mod:`is_sb3.losses` and Enders et al.'s Huber loss
@@ -79,6 +80,22 @@ class UpdateTerms(NamedTuple):
 
 
 SelfDiscreteRiskSAC = TypeVar("SelfDiscreteRiskSAC", bound="DiscreteRiskSAC")
+
+
+def sample_categorical(logits: th.Tensor) -> th.Tensor:
+    """One action per row from the categorical distribution with these logits, without a host synchronisation.
+
+    argmax_a π(a) / E_a with E_a ~ Exp(1) i.i.d. is a draw from π (the exponential race); it is what
+    ``torch.multinomial`` computes for one sample, from the same random numbers, so on the CPU it returns
+    exactly ``torch.distributions.Categorical(logits=logits).sample()`` (tested). On CUDA that call
+    synchronises with the host twice (the distribution's argument check and multinomial's check of the
+    probabilities); this one does not.
+
+    :param logits: unnormalised log-probabilities, shape ``(..., n_actions)``.
+    :return: the sampled indices, shape ``(...)`` (int64).
+    """
+    probs = th.softmax(logits - logits.logsumexp(-1, keepdim=True), dim=-1)  # Categorical's normalisation
+    return (probs / th.empty_like(probs).exponential_()).argmax(-1)
 
 
 def discrete_sac_target(
@@ -339,7 +356,7 @@ class DiscreteRiskSAC(ResumableOffPolicy):
                 next_logits = self.policy.logits(data.next_observations)
                 next_q = self.policy.q_values(data.next_observations, target=True)
             next_logits, next_q = next_logits.float(), next_q.float().min(dim=0).values
-            next_actions = th.distributions.Categorical(logits=next_logits).sample()
+            next_actions = sample_categorical(next_logits)
             y = discrete_sac_target(
                 rewards, dones, next_logits, next_q, self.gamma, ent_coef, self.risk_aversion, self.target,
                 next_actions,
@@ -361,31 +378,42 @@ class DiscreteRiskSAC(ResumableOffPolicy):
         a_loss = (log_pi.exp() * (ent_coef * log_pi - q_all)).sum(-1).mean()
         return UpdateTerms(y, q_all_critics, q_taken, c_loss, a_loss, log_pi)
 
+    def update(self, data: ReplayBufferSamples, ent_coef: float, reward_scale: float) -> tuple[th.Tensor, ...]:
+        """One gradient step of the critics, then the actor, then the Polyak step of the target critics, on the
+        batch ``data``; no host synchronisation (tested on CUDA). Returns detached tensors for the logs: critic
+        loss, actor loss, the actor's mean entropy, the critics' gradient norm before clipping and Q_1(s, a)
+        on the batch.
+
+        :param data: a replay-buffer batch.
+        :param ent_coef: κ.
+        :param reward_scale: the factor the rewards are multiplied by.
+        """
+        terms = self.update_terms(data, ent_coef, reward_scale)
+        self.policy.critic_optimizer.zero_grad()
+        terms.critic_loss.backward()
+        add_l2_gradient_(self.policy.critics, self.l2)  # the gradient of l2_penalty, without its graph
+        critic_norm = self._clip_step(list(self.policy.critics), self.policy.critic_optimizer).detach()
+        self.policy.actor_optimizer.zero_grad()
+        terms.actor_loss.backward()
+        add_l2_gradient_(self.policy.actor, self.l2)
+        self._clip_step([self.policy.actor], self.policy.actor_optimizer)
+        polyak_update(self.policy.critics.parameters(), self.policy.critics_target.parameters(), self.tau)
+        log_pi = terms.log_pi.detach()
+        entropy = -(log_pi.exp() * log_pi).sum(-1).mean()
+        return terms.critic_loss.detach(), terms.actor_loss.detach(), entropy, critic_norm, terms.q_taken[0].detach()
+
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         self.policy.set_training_mode(True)
         self._update_learning_rate([self.policy.actor_optimizer, self.policy.critic_optimizer])
         kappa = self.current_ent_coef()
         scale = self._reward_scale()
-        c_losses, a_losses, entropies, c_norms, q_taken = [], [], [], [], []
+        steps = []
         for _ in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
-            terms = self.update_terms(data, kappa, scale)
-            self.policy.critic_optimizer.zero_grad()
-            terms.critic_loss.backward()
-            add_l2_gradient_(self.policy.critics, self.l2)  # the gradient of l2_penalty, without its graph
-            c_norms.append(self._clip_step(list(self.policy.critics), self.policy.critic_optimizer).detach())
-            self.policy.actor_optimizer.zero_grad()
-            terms.actor_loss.backward()
-            add_l2_gradient_(self.policy.actor, self.l2)
-            self._clip_step([self.policy.actor], self.policy.actor_optimizer)
-            polyak_update(self.policy.critics.parameters(), self.policy.critics_target.parameters(), self.tau)
-            log_pi = terms.log_pi.detach()
-            c_losses.append(terms.critic_loss.detach())
-            a_losses.append(terms.actor_loss.detach())
-            entropies.append(-(log_pi.exp() * log_pi).sum(-1).mean())
-            q_taken.append(terms.q_taken[0].detach())
+            steps.append(self.update(data, kappa, scale))
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        c_losses, a_losses, entropies, c_norms, q_taken = zip(*steps, strict=True)
         q_seen = th.cat(q_taken)  # Q_1(s, a) on this call's batches, in scaled-reward units
         stats = th.stack(
             [
@@ -396,7 +424,7 @@ class DiscreteRiskSAC(ResumableOffPolicy):
                 q_seen.mean(),
                 q_seen.abs().max(),
             ]
-        ).tolist()  # one device sync
+        ).tolist()  # the one device sync of a train() call
         for key, value in zip(
             ("critic_loss", "actor_loss", "entropy", "critic_grad_norm", "q_mean", "q_abs_max"), stats, strict=True
         ):

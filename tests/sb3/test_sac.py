@@ -11,6 +11,7 @@ from stable_baselines3 import SAC
 from is_envs.grid import evaluate
 from is_sb3 import DiscreteRiskSAC, RiskSAC
 from is_sb3.discrete_sac import discrete_sac_target
+from is_sb3.discrete_sac.discrete_sac import sample_categorical
 from is_sb3.losses import itakura_saito
 from is_sb3.sac.risk_sac import _CriticLossAsMSE
 
@@ -90,6 +91,38 @@ def test_targets_stay_finite_for_large_q_spreads(alpha: float) -> None:
         )
         assert th.isfinite(y).all()
         assert th.all(y <= 0.99 * (next_q.max(1).values + 0.1 * math.log(5)) + 1e-2)
+
+
+def test_sample_categorical_draws_what_torch_categorical_draws() -> None:
+    """Same generator state, same draws as ``Categorical(logits).sample()``, for flat, peaked and masked rows."""
+    g = th.Generator().manual_seed(3)
+    logits = th.randn(4096, 5, generator=g) * th.tensor([0.01, 1.0, 30.0]).repeat_interleave(1366)[:4096, None]
+    logits[::7, 2] = -math.inf  # an impossible action
+    th.manual_seed(11)
+    expected = th.distributions.Categorical(logits=logits).sample()
+    th.manual_seed(11)
+    drawn = sample_categorical(logits)
+    assert drawn.dtype == th.int64 and drawn.shape == (4096,)
+    assert th.equal(drawn, expected)
+    assert not (drawn[::7] == 2).any()
+
+
+@pytest.mark.skipif(not th.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize(("target", "loss"), [("sampled", "is"), ("sampled", "emse"), ("enders", "huber")])
+def test_cuda_update_has_no_host_syncs(target: str, loss: str) -> None:
+    model = DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", target=target, critic_loss=loss,  # type: ignore[arg-type]
+                            **{**DSAC_KW, "device": "cuda", "learning_starts": 10_000})  # fmt: skip
+    model.learn(120)
+    batches = [model.replay_buffer.sample(16) for _ in range(4)]  # type: ignore[union-attr]  # host-to-device copies
+    model.update(batches[0], 0.1, 1.0)  # first call: allocations, cuDNN/cuBLAS handles
+    th.cuda.synchronize()
+    th.cuda.set_sync_debug_mode("error")
+    try:
+        for data in batches[1:]:
+            model.update(data, 0.1, 1.0)
+    finally:
+        th.cuda.set_sync_debug_mode("default")
+    assert next(model.policy.critics[0].parameters()).is_cuda
 
 
 def test_short_discrete_run_beats_the_uniform_random_policy() -> None:
