@@ -464,6 +464,22 @@ def speed(device: str, quick: bool) -> dict[str, Any]:
         risky.append(sac_rate(RiskSAC, risk_aversion=2.0, critic_loss="is"))
     out["sac_env_steps_per_s"], out["risk_sac_env_steps_per_s"] = max(stock), max(risky)
     out["risk_sac_over_sac"] = out["risk_sac_env_steps_per_s"] / out["sac_env_steps_per_s"]
+    # would bf16 help RiskSAC? Its whole update under bf16 autocast (an upper bound: the targets, log-probabilities
+    # and losses would also round to bf16) against float32, interleaved, best of 5 blocks of 50 updates
+    sac = RiskSAC("MlpPolicy", "is_envs/QuadraticPenalty-v0", risk_aversion=2.0, critic_loss="is", **kw)
+    sac.learn(400)
+    sac_ms: dict[str, list[float]] = {"float32": [], "bf16": []}
+    for _ in range(3 if quick else 5):
+        for precision, times in sac_ms.items():
+            t0 = time.process_time()
+            with th.autocast(th.device(device).type, dtype=th.bfloat16, enabled=precision == "bf16"):
+                sac.train(gradient_steps=50, batch_size=256)
+            if device.startswith("cuda"):
+                th.cuda.synchronize()
+            times.append(1000 * (time.process_time() - t0) / 50)
+    out["risk_sac_update_ms_float32"] = min(sac_ms["float32"])
+    out["risk_sac_update_ms_bf16_autocast"] = min(sac_ms["bf16"])
+    out["risk_sac_bf16_speedup"] = out["risk_sac_update_ms_float32"] / out["risk_sac_update_ms_bf16_autocast"]
     return out
 
 
