@@ -607,12 +607,13 @@ def report(runs: list[dict[str, Any]], tag: str) -> dict[str, Any]:
         "final model and, where the run was long enough, of the checkpoint with the best gradient1 validation "
         "return from 100k steps after κ = 0 on (Enders' selection)",
         "",
-        "| agent | γ | env steps | batch | seeds | " + " | ".join(names) + " | mean ÷ greedy |",
-        "|---|---|---|---|---|" + "---|" * (len(names) + 1),
+        "| agent | γ | env steps | batch | seeds | " + " | ".join(names) + " | mean ÷ greedy | shifted ÷ greedy |",
+        "|---|---|---|---|---|" + "---|" * (len(names) + 2),
     ]
+    shifted = [n for n in names if n != TRAINING]
     greedy = runs[0]["shift"]
     greedy_row = " | ".join(f"{greedy[n]['greedy_mean_return']:.1f}" for n in names)
-    lines.append(f"| greedy | – | – | – | – | {greedy_row} | 1.00 |")
+    lines.append(f"| greedy | – | – | – | – | {greedy_row} | 1.00 | 1.00 |")
     table = {}
     for (loss, _alpha, gamma), group in groups.items():
         label = loss  # the agent's label
@@ -625,17 +626,26 @@ def report(runs: list[dict[str, Any]], tag: str) -> dict[str, Any]:
         for key, row_label, table_key in rows:
             returns = {n: [g[key][n]["mean_return"] for g in group] for n in names}
             rel_seed = [float(np.mean([g[key][n]["relative_to_greedy"] for n in names])) for g in group]
+            rel_shifted = [float(np.mean([g[key][n]["relative_to_greedy"] for n in shifted])) for g in group]
             table[table_key] = {
                 "mean_return": {n: float(np.mean(v)) for n, v in returns.items()},
                 "std_return": {n: float(np.std(v)) for n, v in returns.items()},
                 "relative_to_greedy": float(np.mean(rel_seed)),
                 "relative_to_greedy_std": float(np.std(rel_seed)),
                 "relative_to_greedy_per_seed": rel_seed,
+                "relative_to_greedy_shifted": float(np.mean(rel_shifted)),
+                "relative_to_greedy_shifted_std": float(np.std(rel_shifted)),
+                "relative_to_greedy_shifted_per_seed": rel_shifted,
                 "seeds": len(group),
             }
             cells = " | ".join(_mean_std(returns[n], "{:.1f}") for n in names)
-            rel = _mean_std(rel_seed, "{:.2f}")
-            lines.append(f"| {row_label} | {gamma} | {steps} | {batch} | {len(group)} | {cells} | {rel} |")
+            rel, rel_sh = _mean_std(rel_seed, "{:.2f}"), _mean_std(rel_shifted, "{:.2f}")
+            lines.append(f"| {row_label} | {gamma} | {steps} | {batch} | {len(group)} | {cells} | {rel} | {rel_sh} |")
+    lines += [
+        "",
+        f"÷ greedy: the mean over the twelve distributions (shifted: the eleven other than {TRAINING}, the "
+        "training distribution) of each distribution's mean return divided by greedy's, per seed.",
+    ]
     if any(len(g) > 1 for g in groups.values()):
         lines += ["", "Cells: mean ± std over seeds (std of the seeds' values, ddof 0)."]
     lines += _critic_health(groups)

@@ -23,6 +23,7 @@ def _run(agent: str, seed: int, level: float) -> dict[str, Any]:
 def test_report_gives_mean_and_std_over_seeds_per_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(common, "_out_dir", tmp_path)
     runs = [_run("sac", 0, 100.0), _run("sac", 1, 140.0), _run("is", 0, 50.0)]
+    runs[2]["shift"]["gradient1"]["relative_to_greedy"] = 0.0  # only the twelve-distribution mean sees it
     payload = item_pickup.report(runs, "t")
     sac, is_ = payload["table"]["SAC (Enders, α=0) γ=0.99"], payload["table"]["is α=0.1 γ=0.99"]
     assert sac["seeds"] == 2 and is_["seeds"] == 1
@@ -30,9 +31,14 @@ def test_report_gives_mean_and_std_over_seeds_per_agent(tmp_path: Path, monkeypa
     per_seed = [np.mean([(100 + i) / 200 for i in range(12)]), np.mean([(140 + i) / 200 for i in range(12)])]
     assert sac["relative_to_greedy_per_seed"] == pytest.approx(per_seed)
     assert sac["relative_to_greedy_std"] == pytest.approx(np.std(per_seed))
+    shifted = [np.mean([(level + i) / 200 for i in range(1, 12)]) for level in (100, 140)]  # gradient1 is i = 0
+    assert next(iter(DISTRIBUTIONS)) == item_pickup.TRAINING
+    assert sac["relative_to_greedy_shifted_per_seed"] == pytest.approx(shifted)
+    assert sac["relative_to_greedy_shifted_std"] == pytest.approx(np.std(shifted))
     text = (tmp_path / "item_pickup_t.md").read_text()
     assert "| SAC (Enders, α=0) | 0.99 | 20000 | 512 | 2 | 120.0 ± 20.0 |" in text
     assert "| is α=0.1 | 0.99 | 20000 | 512 | 1 | 50.0 | 51.0 |" in text  # one seed: no ± column value
+    assert "| 0.26 | 0.28 |\n" in text  # is: 11 · 56 / 200 / 12 over the twelve, 56 / 200 over the eleven shifted
     assert (tmp_path / "item_pickup_t.png").stat().st_size > 10_000
     assert item_pickup.agent_label({"loss": "mse", "alpha": 0.0}) == "SAC (mse, α=0)"  # the runs before Enders'
 
