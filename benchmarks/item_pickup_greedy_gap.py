@@ -9,8 +9,9 @@ released test episodes of the twelve distributions, and greedy is asked, never o
 state the model visits (:func:`is_envs.grid.episode_events`). A return is exactly 7.5 · (items picked + items
 delivered) − moves, so the gap to greedy splits into what fewer items cost and what extra moves cost. Also: moves
 per delivered item, the detour made while carrying (greedy: 0), moves made empty per item picked, steps spent
-standing (action "stay" or a move into a wall), items left to expire, and how often the model takes greedy's
-action. Models are grouped by agent, γ and env steps; cells are mean ± std over the models of a group (seeds).
+standing (action "stay" or a move into a wall), items left to expire, how often the model takes greedy's
+action, and, where it stood while greedy would have moved, the probability its policy put on standing (a
+deliberate stand, or an argmax over split move probabilities?). Models are grouped by agent, γ and env steps; cells are mean ± std over the models of a group (seeds).
 Writes ``item_pickup_greedy_gap[_tag].{md,json,png}``.
 """
 
@@ -39,6 +40,7 @@ COLUMNS = (
     ("standing", "steps standing", "{:.1f}"),
     ("expired", "expired items", "{:.1f}"),
     ("stood_for_move", "stood where greedy moved", "{:.1f}"),
+    ("stand_mass", "its π(standing) there", "{:.2f}"),
     ("moved_for_stand", "moved where greedy stood", "{:.1f}"),
     ("agreement", "greedy's action", "{:.2f}"),
 )
@@ -56,6 +58,48 @@ def model_file(path: Path) -> Path:
     if (path / "checkpoint.json").is_file():
         return read_checkpoint(path, off_policy=True)["model.zip"]
     raise ValueError(f"model {str(path)!r}: not a .zip, a run folder with final.zip, nor a checkpoint folder")
+
+
+class StandingMass:
+    """A model for :func:`is_envs.grid.episode_events` that acts as the model does and records, on each step where
+    its action leaves the agent where it is (stay, or a move into a wall) while greedy would move, the probability
+    its policy puts on all such standing actions: near 1 is a deliberate stand, below ½ an argmax over move
+    probabilities split between directions.
+
+    :param model: a DiscreteRiskSAC model (``predict`` and ``policy.logits``).
+    """
+
+    def __init__(self, model: Any) -> None:
+        from is_envs.grid import GreedyPolicy
+
+        self.model, self.greedy = model, GreedyPolicy()
+        self.masses: list[np.ndarray] = []
+
+    def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
+                deterministic: bool = True) -> tuple[np.ndarray, None]:  # fmt: skip
+        import torch as th
+
+        from is_envs.grid.core import MOVES
+        from is_envs.grid.distributions import GRID_SIZE
+
+        actions = np.asarray(self.model.predict(observation, deterministic=deterministic)[0]).reshape(-1)
+        with th.no_grad():
+            logits = self.model.policy.logits(th.as_tensor(observation, dtype=th.float32))
+        probs = th.softmax(logits.float(), dim=-1).numpy()
+        n = len(observation)
+        pos = np.stack(np.unravel_index(observation[:, 2].reshape(n, -1).argmax(1), (GRID_SIZE, GRID_SIZE)), axis=1)
+        after = pos[:, None, :] + MOVES[None]  # (n, actions, 2)
+        standing: np.ndarray = np.asarray(((after < 0) | (after > GRID_SIZE - 1)).any(-1))
+        standing[:, 0] = True  # "stay"
+        wanted = np.asarray(self.greedy.predict(observation)[0]).reshape(-1)
+        stood = standing[np.arange(n), actions] & (wanted != 0)
+        self.masses.append((probs * standing).sum(-1)[stood])
+        return actions, None
+
+    def mean_mass(self) -> float:
+        """The mean probability on standing actions over the recorded steps (NaN if none)."""
+        masses = np.concatenate(self.masses) if self.masses else np.zeros(0)
+        return float(masses.mean()) if len(masses) else float("nan")
 
 
 def summarise(events: Any, greedy_return: float, greedy_events: Any) -> dict[str, float]:
@@ -77,6 +121,7 @@ def summarise(events: Any, greedy_return: float, greedy_events: Any) -> dict[str
         "agreement": float(events.agreement.mean()) if events.agreement is not None else 1.0,
         "stood_for_move": float(events.stood_for_move.mean()) if events.stood_for_move is not None else 0.0,
         "moved_for_stand": float(events.moved_for_stand.mean()) if events.moved_for_stand is not None else 0.0,
+        "stand_mass": float("nan"),  # StandingMass's, for models
     }
     items = float((greedy_events.picked + greedy_events.delivered).mean()) - (picked + delivered)
     out["items_gap"] = 7.5 * items  # return lost to fewer items picked and delivered than greedy
@@ -107,14 +152,13 @@ def measure(paths: list[Path], n_episodes: int | None) -> dict[str, Any]:
         label = agent_label({"target": model.target, "loss": model.critic_loss, "alpha": model.risk_aversion})
         key = f"{label}, γ={model.gamma:g}, {model.num_timesteps // 1000}k steps"
         row = rows.setdefault(key, {"label": key, "models": {}})
-        row["models"][str(path)] = {
-            name: summarise(
-                episode_events(model, folder / f"{name}.npz", n_episodes=n_episodes, reference=GreedyPolicy()),
-                float(greedy[name].returns.mean()),
-                greedy[name],
-            )
-            for name in DISTRIBUTIONS
-        }
+        per_dist = {}
+        for name in DISTRIBUTIONS:
+            recorder = StandingMass(model)
+            events = episode_events(recorder, folder / f"{name}.npz", n_episodes=n_episodes, reference=GreedyPolicy())
+            per_dist[name] = summarise(events, float(greedy[name].returns.mean()), greedy[name])
+            per_dist[name]["stand_mass"] = recorder.mean_mass()
+        row["models"][str(path)] = per_dist
         print(f"{key}: {path}: gradient1 return {row['models'][str(path)]['gradient1']['return']:.1f}", flush=True)
     return {"episodes": "released test" if n_episodes is None else f"first {n_episodes} released test", "rows": rows}
 
@@ -124,7 +168,8 @@ def _cells(row: dict[str, Any], names: list[str]) -> dict[str, list[float]]:
     values: dict[str, list[float]] = defaultdict(list)
     for per_dist in row["models"].values():
         for key, _, _ in COLUMNS:
-            values[key].append(float(np.mean([per_dist[name][key] for name in names])))
+            finite = [v for v in (per_dist[name][key] for name in names) if np.isfinite(v)]  # stand_mass: NaN if none
+            values[key].append(float(np.mean(finite)) if finite else float("nan"))
     return values
 
 
@@ -153,7 +198,9 @@ def report(result: dict[str, Any], tag: str) -> dict[str, Any]:
         "to the depot. 'greedy's action': the fraction of steps on which the model did what greedy would have done "
         "in the same state (ties between equally short paths count as disagreements). 'stood where greedy moved' "
         "and 'moved where greedy stood': steps per episode on which the model stood (stay, or a move into a wall) "
-        "where greedy would have moved, and the reverse."
+        "where greedy would have moved, and the reverse; 'its π(standing) there': on those steps, the probability "
+        "the model's policy puts on all standing actions together (near 1: a deliberate stand; below ½: an argmax "
+        "over move probabilities split between directions)."
     )
     write_results(result_stem("item_pickup_greedy_gap", tag), "\n".join(lines), result,
                   lambda path: plot(result, path))  # fmt: skip

@@ -65,3 +65,30 @@ def test_greedy_gap_splits_the_gap_into_items_and_moves(tmp_path: Path, monkeypa
     gap = greedy["hotspots"]["return"] - mine_return
     assert mine["hotspots"]["items_gap"] + mine["hotspots"]["moves_gap"] == pytest.approx(gap)
     assert (tmp_path / "item_pickup_greedy_gap_t.png").is_file()
+
+
+def test_standing_mass_reads_position_walls_and_probabilities() -> None:
+    """A policy that always moves left from the depot (2, 0) bumps the wall: it stands on every step, and its
+    probability on standing actions is π(stay) + π(left) = 0.1 + 0.4, recorded on the steps greedy would move."""
+    import torch as th
+
+    from benchmarks.item_pickup_greedy_gap import StandingMass
+    from is_envs.grid import GreedyPolicy, episode_events, released_episodes
+
+    probs = th.tensor([0.1, 0.2, 0.2, 0.1, 0.4])
+
+    class Left:
+        class policy:  # the attribute a DiscreteRiskSAC model has
+            @staticmethod
+            def logits(obs: th.Tensor) -> th.Tensor:
+                return probs.log().expand(len(obs), -1)
+
+        @staticmethod
+        def predict(obs: np.ndarray, deterministic: bool = True) -> tuple[np.ndarray, None]:
+            return np.full(len(obs), 4), None
+
+    recorder = StandingMass(Left())
+    events = episode_events(recorder, released_episodes("gradient1"), n_episodes=5, reference=GreedyPolicy())
+    assert events.wall_bumps.sum() == 5 * 200 and events.stood_for_move.sum() > 0
+    assert sum(len(m) for m in recorder.masses) == events.stood_for_move.sum()
+    assert recorder.mean_mass() == pytest.approx(0.5)
