@@ -208,7 +208,8 @@ def report(result: dict[str, Any], tag: str) -> dict[str, Any]:
 
 
 def plot(result: dict[str, Any], path: str) -> None:
-    """Bars per row on gradient1: return, items delivered, steps stood where greedy moved, greedy's action."""
+    """Bars per row on gradient1: return, items delivered, steps stood where greedy moved and the reverse,
+    greedy's action."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -218,10 +219,11 @@ def plot(result: dict[str, Any], path: str) -> None:
         ("return", "return per episode"),
         ("delivered", "items delivered per episode"),
         ("stood_for_move", "steps stood where greedy moved"),
+        ("moved_for_stand", "steps moved where greedy stood"),
         ("agreement", "share of greedy's actions"),
     ]
     rows = list(result["rows"].values())
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6 + 0.15 * len(rows)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.6 + 0.15 * len(rows)))
     for ax, (key, title) in zip(axes, panels, strict=True):
         means, stds = [], []
         for row in rows:
