@@ -10,8 +10,10 @@ state the model visits (:func:`is_envs.grid.episode_events`). A return is exactl
 delivered) − moves, so the gap to greedy splits into what fewer items cost and what extra moves cost. Also: moves
 per delivered item, the detour made while carrying (greedy: 0), moves made empty per item picked, steps spent
 standing (action "stay" or a move into a wall), items left to expire, how often the model takes greedy's
-action, and, where it stood while greedy would have moved, the probability its policy put on standing (a
-deliberate stand, or an argmax over split move probabilities?). Models are grouped by agent, γ and env steps; cells are mean ± std over the models of a group (seeds).
+action; where it stood while greedy would have moved, the probability its policy put on standing (a deliberate
+stand, or an argmax over split move probabilities?); where it moved while greedy would have stood, how often no
+item was waiting (a move towards where items will appear). Models are grouped by agent, γ and env steps; cells
+are mean ± std over the models of a group (seeds).
 Writes ``item_pickup_greedy_gap[_tag].{md,json,png}``.
 """
 
@@ -42,6 +44,7 @@ COLUMNS = (
     ("stood_for_move", "stood where greedy moved", "{:.1f}"),
     ("stand_mass", "its π(standing) there", "{:.2f}"),
     ("moved_for_stand", "moved where greedy stood", "{:.1f}"),
+    ("moved_on_empty_grid", "of which no item waiting", "{:.2f}"),
     ("agreement", "greedy's action", "{:.2f}"),
 )
 
@@ -64,7 +67,8 @@ class StandingMass:
     """A model for :func:`is_envs.grid.episode_events` that acts as the model does and records, on each step where
     its action leaves the agent where it is (stay, or a move into a wall) while greedy would move, the probability
     its policy puts on all such standing actions: near 1 is a deliberate stand, below ½ an argmax over move
-    probabilities split between directions.
+    probabilities split between directions. Also counts the steps where it moves while greedy would stand, and
+    those of them with no item waiting on the grid (a move towards where items will appear).
 
     :param model: a DiscreteRiskSAC model (``predict`` and ``policy.logits``).
     """
@@ -74,6 +78,7 @@ class StandingMass:
 
         self.model, self.greedy = model, GreedyPolicy()
         self.masses: list[np.ndarray] = []
+        self.moved_for_stand = self.moved_on_empty_grid = 0
 
     def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
                 deterministic: bool = True) -> tuple[np.ndarray, None]:  # fmt: skip
@@ -94,7 +99,14 @@ class StandingMass:
         wanted = np.asarray(self.greedy.predict(observation)[0]).reshape(-1)
         stood = standing[np.arange(n), actions] & (wanted != 0)
         self.masses.append((probs * standing).sum(-1)[stood])
+        moved = ~standing[np.arange(n), actions] & (wanted == 0)
+        self.moved_for_stand += int(moved.sum())
+        self.moved_on_empty_grid += int((moved & ~(observation[:, 1] > 0).reshape(n, -1).any(1)).sum())
         return actions, None
+
+    def empty_grid_share(self) -> float:
+        """The share of the steps it moved where greedy would stand that had no item waiting (NaN if none)."""
+        return self.moved_on_empty_grid / self.moved_for_stand if self.moved_for_stand else float("nan")
 
     def mean_mass(self) -> float:
         """The mean probability on standing actions over the recorded steps (NaN if none)."""
@@ -122,6 +134,7 @@ def summarise(events: Any, greedy_return: float, greedy_events: Any) -> dict[str
         "stood_for_move": float(events.stood_for_move.mean()) if events.stood_for_move is not None else 0.0,
         "moved_for_stand": float(events.moved_for_stand.mean()) if events.moved_for_stand is not None else 0.0,
         "stand_mass": float("nan"),  # StandingMass's, for models
+        "moved_on_empty_grid": float("nan"),
     }
     items = float((greedy_events.picked + greedy_events.delivered).mean()) - (picked + delivered)
     out["items_gap"] = 7.5 * items  # return lost to fewer items picked and delivered than greedy
@@ -158,6 +171,7 @@ def measure(paths: list[Path], n_episodes: int | None) -> dict[str, Any]:
             events = episode_events(recorder, folder / f"{name}.npz", n_episodes=n_episodes, reference=GreedyPolicy())
             per_dist[name] = summarise(events, float(greedy[name].returns.mean()), greedy[name])
             per_dist[name]["stand_mass"] = recorder.mean_mass()
+            per_dist[name]["moved_on_empty_grid"] = recorder.empty_grid_share()
         row["models"][str(path)] = per_dist
         print(f"{key}: {path}: gradient1 return {row['models'][str(path)]['gradient1']['return']:.1f}", flush=True)
     return {"episodes": "released test" if n_episodes is None else f"first {n_episodes} released test", "rows": rows}
@@ -200,7 +214,8 @@ def report(result: dict[str, Any], tag: str) -> dict[str, Any]:
         "and 'moved where greedy stood': steps per episode on which the model stood (stay, or a move into a wall) "
         "where greedy would have moved, and the reverse; 'its π(standing) there': on those steps, the probability "
         "the model's policy puts on all standing actions together (near 1: a deliberate stand; below ½: an argmax "
-        "over move probabilities split between directions)."
+        "over move probabilities split between directions); 'of which no item waiting': the share of the steps it "
+        "moved where greedy stood on which no item was waiting on the grid (a move towards where items will appear)."
     )
     write_results(result_stem("item_pickup_greedy_gap", tag), "\n".join(lines), result,
                   lambda path: plot(result, path))  # fmt: skip

@@ -92,3 +92,15 @@ def test_standing_mass_reads_position_walls_and_probabilities() -> None:
     assert events.wall_bumps.sum() == 5 * 200 and events.stood_for_move.sum() > 0
     assert sum(len(m) for m in recorder.masses) == events.stood_for_move.sum()
     assert recorder.mean_mass() == pytest.approx(0.5)
+    assert recorder.moved_for_stand == 0 and np.isnan(recorder.empty_grid_share())  # it never moves
+
+    class Up(Left):  # from the depot (2, 0): two moves up, then the wall
+        @staticmethod
+        def predict(obs: np.ndarray, deterministic: bool = True) -> tuple[np.ndarray, None]:
+            return np.full(len(obs), 1), None
+
+    recorder = StandingMass(Up())
+    events = episode_events(recorder, released_episodes("gradient1"), n_episodes=5, reference=GreedyPolicy())
+    assert events.moves.sum() == 5 * 2
+    assert recorder.moved_for_stand == events.moved_for_stand.sum()
+    assert 5 <= recorder.moved_on_empty_grid <= recorder.moved_for_stand <= 10  # the first step: an empty grid
