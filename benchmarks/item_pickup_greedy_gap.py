@@ -70,7 +70,7 @@ class StandingMass:
     probabilities split between directions. Also counts the steps where it moves while greedy would stand, and
     those of them with no item waiting on the grid (a move towards where items will appear).
 
-    :param model: a DiscreteRiskSAC model (``predict`` and ``policy.logits``).
+    :param model: a DiscreteRiskSAC model (its actions are those of ``policy.logits``, as ``predict``'s).
     """
 
     def __init__(self, model: Any) -> None:
@@ -86,11 +86,12 @@ class StandingMass:
 
         from is_envs.grid.core import MOVES
         from is_envs.grid.distributions import GRID_SIZE
+        from is_sb3.discrete_sac.discrete_sac import sample_categorical
 
-        actions = np.asarray(self.model.predict(observation, deterministic=deterministic)[0]).reshape(-1)
-        with th.no_grad():
-            logits = self.model.policy.logits(th.as_tensor(observation, dtype=th.float32))
-        probs = th.softmax(logits.float(), dim=-1).numpy()
+        with th.no_grad():  # one forward, in float32 as DiscreteRiskSAC.predict
+            logits = self.model.policy.logits(th.as_tensor(observation, dtype=th.float32)).float()
+        actions = (logits.argmax(-1) if deterministic else sample_categorical(logits)).numpy()
+        probs = th.softmax(logits, dim=-1).numpy()
         n = len(observation)
         pos = np.stack(np.unravel_index(observation[:, 2].reshape(n, -1).argmax(1), (GRID_SIZE, GRID_SIZE)), axis=1)
         after = pos[:, None, :] + MOVES[None]  # (n, actions, 2)

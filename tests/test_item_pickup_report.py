@@ -83,10 +83,6 @@ def test_standing_mass_reads_position_walls_and_probabilities() -> None:
             def logits(obs: th.Tensor) -> th.Tensor:
                 return probs.log().expand(len(obs), -1)
 
-        @staticmethod
-        def predict(obs: np.ndarray, deterministic: bool = True) -> tuple[np.ndarray, None]:
-            return np.full(len(obs), 4), None
-
     recorder = StandingMass(Left())
     events = episode_events(recorder, released_episodes("gradient1"), n_episodes=5, reference=GreedyPolicy())
     assert events.wall_bumps.sum() == 5 * 200 and events.stood_for_move.sum() > 0
@@ -94,10 +90,11 @@ def test_standing_mass_reads_position_walls_and_probabilities() -> None:
     assert recorder.mean_mass() == pytest.approx(0.5)
     assert recorder.moved_for_stand == 0 and np.isnan(recorder.empty_grid_share())  # it never moves
 
-    class Up(Left):  # from the depot (2, 0): two moves up, then the wall
-        @staticmethod
-        def predict(obs: np.ndarray, deterministic: bool = True) -> tuple[np.ndarray, None]:
-            return np.full(len(obs), 1), None
+    class Up:  # from the depot (2, 0): two moves up, then the wall
+        class policy:
+            @staticmethod
+            def logits(obs: th.Tensor) -> th.Tensor:
+                return probs[[0, 4, 2, 3, 1]].log().expand(len(obs), -1)  # most probable: up
 
     recorder = StandingMass(Up())
     events = episode_events(recorder, released_episodes("gradient1"), n_episodes=5, reference=GreedyPolicy())

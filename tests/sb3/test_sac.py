@@ -112,6 +112,7 @@ def test_sample_categorical_draws_what_torch_categorical_draws() -> None:
 def test_cuda_update_has_no_host_syncs(target: str, loss: str) -> None:
     model = DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", target=target, critic_loss=loss,  # type: ignore[arg-type]
                             **{**DSAC_KW, "device": "cuda", "learning_starts": 10_000})  # fmt: skip
+    assert next(model.policy.critics[0].parameters()).is_cuda  # else the sync check below would prove nothing
     model.learn(120)
     batches = [model.replay_buffer.sample(16) for _ in range(4)]  # type: ignore[union-attr]  # host-to-device copies
     model.update(batches[0], 0.1, 1.0)  # first call: allocations, cuDNN/cuBLAS handles
@@ -122,7 +123,6 @@ def test_cuda_update_has_no_host_syncs(target: str, loss: str) -> None:
             model.update(data, 0.1, 1.0)
     finally:
         th.cuda.set_sync_debug_mode("default")
-    assert next(model.policy.critics[0].parameters()).is_cuda
 
 
 def test_short_discrete_run_beats_the_uniform_random_policy() -> None:
