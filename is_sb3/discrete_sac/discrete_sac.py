@@ -14,7 +14,7 @@ from stable_baselines3.common.utils import polyak_update
 from torch.nn import functional
 
 from is_sb3.common import check_risk_settings, check_total_timesteps, make_env
-from is_sb3.discrete_sac.policies import CnnPolicy, DiscreteSACPolicy, MlpPolicy
+from is_sb3.discrete_sac.policies import CnnPolicy, DiscreteSACPolicy, MlpPolicy, sample_categorical
 from is_sb3.losses import critic_loss
 from is_sb3.numerics import resolve_precision
 from is_sb3.resume import ResumableOffPolicy
@@ -80,22 +80,6 @@ class UpdateTerms(NamedTuple):
 
 
 SelfDiscreteRiskSAC = TypeVar("SelfDiscreteRiskSAC", bound="DiscreteRiskSAC")
-
-
-def sample_categorical(logits: th.Tensor) -> th.Tensor:
-    """One action per row from the categorical distribution with these logits, without a host synchronisation.
-
-    argmax_a π(a) / E_a with E_a ~ Exp(1) i.i.d. is a draw from π (the exponential race); it is what
-    ``torch.multinomial`` computes for one sample, from the same random numbers, so on the CPU it returns
-    exactly ``torch.distributions.Categorical(logits=logits).sample()`` (tested). On CUDA that call
-    synchronises with the host twice (the distribution's argument check and multinomial's check of the
-    probabilities); this one does not.
-
-    :param logits: unnormalised log-probabilities, shape ``(..., n_actions)``.
-    :return: the sampled indices, shape ``(...)`` (int64).
-    """
-    probs = th.softmax(logits - logits.logsumexp(-1, keepdim=True), dim=-1)  # Categorical's normalisation
-    return (probs / th.empty_like(probs).exponential_()).argmax(-1)
 
 
 def discrete_sac_target(

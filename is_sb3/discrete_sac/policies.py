@@ -12,7 +12,15 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, Flatten
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-__all__ = ["INITIALIZATIONS", "CnnPolicy", "DiscreteSACPolicy", "EndersCNN", "MlpPolicy", "keras_init_"]
+__all__ = [
+    "INITIALIZATIONS",
+    "CnnPolicy",
+    "DiscreteSACPolicy",
+    "EndersCNN",
+    "MlpPolicy",
+    "keras_init_",
+    "sample_categorical",
+]
 
 #: weight initialisations of :class:`DiscreteSACPolicy`
 INITIALIZATIONS = ("keras", "torch")
@@ -66,6 +74,22 @@ class EndersCNN(BaseFeaturesExtractor):
         x = _ChannelsLastGrad.apply(th.relu(conv2(pad2(x))))
         out: th.Tensor = th.relu(conv3(pad3(x)).contiguous()).flatten(1)
         return out
+
+
+def sample_categorical(logits: th.Tensor) -> th.Tensor:
+    """One action per row from the categorical distribution with these logits, without a host synchronisation.
+
+    argmax_a π(a) / E_a with E_a ~ Exp(1) i.i.d. is a draw from π (the exponential race); it is what
+    ``torch.multinomial`` computes for one sample, from the same random numbers, so on the CPU it returns
+    exactly ``torch.distributions.Categorical(logits=logits).sample()`` (tested). On CUDA that call
+    synchronises with the host twice (the distribution's argument check and multinomial's check of the
+    probabilities); this one does not.
+
+    :param logits: unnormalised log-probabilities, shape ``(..., n_actions)``.
+    :return: the sampled indices, shape ``(...)`` (int64).
+    """
+    probs = th.softmax(logits - logits.logsumexp(-1, keepdim=True), dim=-1)  # Categorical's normalisation
+    return (probs / th.empty_like(probs).exponential_()).argmax(-1)
 
 
 def keras_init_(module: nn.Module) -> None:
@@ -175,7 +199,7 @@ class DiscreteSACPolicy(BasePolicy):
         logits = self.actor(observation.float())
         if deterministic:
             return logits.argmax(dim=-1)
-        return th.distributions.Categorical(logits=logits).sample()
+        return sample_categorical(logits)
 
     def set_training_mode(self, mode: bool) -> None:
         """Put actor and critics in training or evaluation mode. SB3 calls this before every ``predict`` (each env

@@ -107,6 +107,22 @@ def test_sample_categorical_draws_what_torch_categorical_draws() -> None:
     assert not (drawn[::7] == 2).any()
 
 
+def test_stochastic_predict_draws_what_torch_categorical_draws() -> None:
+    """The action taken at each training step (``predict(deterministic=False)``, one observation) is the draw of
+    ``Categorical(logits=actor(obs)).sample()`` from the same generator state: the training trajectories are those
+    of the distribution's own sampler."""
+    model = DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", **DSAC_KW)
+    obs = np.stack([model.observation_space.sample() for _ in range(64)])
+    with th.no_grad():
+        logits = model.policy.actor(th.as_tensor(obs).float())
+    for i in range(64):
+        th.manual_seed(i)
+        expected = th.distributions.Categorical(logits=logits[i : i + 1]).sample()
+        th.manual_seed(i)
+        action, _ = model.predict(obs[i : i + 1], deterministic=False)
+        assert action.tolist() == expected.tolist()
+
+
 @pytest.mark.skipif(not th.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize(("target", "loss"), [("sampled", "is"), ("sampled", "emse"), ("enders", "huber")])
 def test_cuda_update_has_no_host_syncs(target: str, loss: str) -> None:
