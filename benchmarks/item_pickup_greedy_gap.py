@@ -86,7 +86,7 @@ class StandingMass:
 
         from is_envs.grid.core import MOVES
         from is_envs.grid.distributions import GRID_SIZE
-        from is_sb3.discrete_sac.discrete_sac import sample_categorical
+        from is_sb3.discrete_sac.policies import sample_categorical
 
         with th.no_grad():  # one forward, in float32 as DiscreteRiskSAC.predict
             logits = self.model.policy.logits(th.as_tensor(observation, dtype=th.float32)).float()

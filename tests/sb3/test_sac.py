@@ -11,7 +11,7 @@ from stable_baselines3 import SAC
 from is_envs.grid import evaluate
 from is_sb3 import DiscreteRiskSAC, RiskSAC
 from is_sb3.discrete_sac import discrete_sac_target
-from is_sb3.discrete_sac.discrete_sac import sample_categorical
+from is_sb3.discrete_sac.policies import sample_categorical
 from is_sb3.losses import itakura_saito
 from is_sb3.sac.risk_sac import _CriticLossAsMSE
 
