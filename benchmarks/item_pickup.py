@@ -648,11 +648,58 @@ def report(runs: list[dict[str, Any]], tag: str) -> dict[str, Any]:
     ]
     if any(len(g) > 1 for g in groups.values()):
         lines += ["", "Cells: mean ± std over seeds (std of the seeds' values, ddof 0)."]
+    comparisons = compare_agents(table)
+    lines += _comparison_lines(comparisons)
     lines += _critic_health(groups)
     text = "\n".join(lines)
-    payload = {"table": table, "runs": runs}
+    payload = {"table": table, "comparisons": comparisons, "runs": runs}
     write_results(result_stem("item_pickup", tag), text, payload, lambda path: _plot(groups, path))
     return payload
+
+
+def compare_agents(table: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every pair of agents at the same γ with two seeds or more each (final models): the difference of their
+    ÷-greedy ratios (over the twelve distributions and over the eleven shifted ones, first agent minus second) with
+    Welch's t-test on the per-seed values (two-sided; NaN where both agents' seeds agree exactly).
+
+    :param table: ``report``'s table: keys ``"<agent> γ=<γ>"`` (and ``"… best"`` rows, left out here).
+    :return: one dict per pair, in the table's order of agents.
+    """
+    from scipy import stats
+
+    rows = [(key.rsplit(" γ=", 1), row) for key, row in table.items() if not key.endswith(" best")]
+    out = []
+    for i, ((agent_a, gamma_a), a) in enumerate(rows):
+        for (agent_b, gamma_b), b in rows[i + 1 :]:
+            if gamma_a != gamma_b or min(a["seeds"], b["seeds"]) < 2:
+                continue
+            pair: dict[str, Any] = {"gamma": float(gamma_a), "a": agent_a, "b": agent_b,
+                                    "seeds": [a["seeds"], b["seeds"]]}  # fmt: skip
+            for field, name in (("relative_to_greedy", "all"), ("relative_to_greedy_shifted", "shifted")):
+                x, y = a[f"{field}_per_seed"], b[f"{field}_per_seed"]
+                test = stats.ttest_ind(x, y, equal_var=False)
+                pair[name] = {"difference": float(np.mean(x) - np.mean(y)), "t": float(test.statistic),
+                              "p": float(test.pvalue)}  # fmt: skip
+            out.append(pair)
+    return out
+
+
+def _comparison_lines(comparisons: list[dict[str, Any]]) -> list[str]:
+    """Markdown table of ``compare_agents``' pairs (nothing when no agent has two seeds)."""
+    if not comparisons:
+        return []
+    lines = [
+        "",
+        "Pairs of agents (final models): difference of the mean ÷ greedy (first minus second) and Welch's t-test "
+        "on the per-seed values, two-sided; with 2–3 seeds per agent only large differences reach p < 0.05",
+        "",
+        "| γ | first | second | seeds | Δ ÷ greedy, twelve | t | p | Δ ÷ greedy, shifted | t | p |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in comparisons:
+        cells = " | ".join(f"{c[k]['difference']:+.3f} | {c[k]['t']:.2f} | {c[k]['p']:.2g}" for k in ("all", "shifted"))
+        lines.append(f"| {c['gamma']} | {c['a']} | {c['b']} | {c['seeds'][0]}, {c['seeds'][1]} | {cells} |")
+    return lines
 
 
 def _mean_std(values: list[float], fmt: str) -> str:

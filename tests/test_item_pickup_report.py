@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from benchmarks import common, item_pickup
 from is_envs.grid import DISTRIBUTIONS
@@ -41,6 +42,27 @@ def test_report_gives_mean_and_std_over_seeds_per_agent(tmp_path: Path, monkeypa
     assert "| 0.26 | 0.28 |\n" in text  # is: 11 · 56 / 200 / 12 over the twelve, 56 / 200 over the eleven shifted
     assert (tmp_path / "item_pickup_t.png").stat().st_size > 10_000
     assert item_pickup.agent_label({"loss": "mse", "alpha": 0.0}) == "SAC (mse, α=0)"  # the runs before Enders'
+
+
+def test_agents_are_compared_by_welch_t_per_discount(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(common, "_out_dir", tmp_path)
+    runs = [_run("sac", 0, 100.0), _run("sac", 1, 140.0), _run("is", 0, 60.0), _run("is", 1, 70.0), _run("is", 2, 86.0)]
+    runs += [dict(_run("sp", s, 90.0 + s), gamma=1.0) for s in range(2)] + [dict(_run("is", 0, 1.0), gamma=1.0)]
+    runs[2]["shift"]["gradient1"]["relative_to_greedy"] = 0.0  # only the twelve-distribution mean sees it
+    payload = item_pickup.report(runs, "t")
+    (pair,) = payload["comparisons"]  # γ = 1: one IS seed, no pair; SP at γ = 1 never meets γ = 0.99's agents
+    assert (pair["gamma"], pair["a"], pair["b"], pair["seeds"]) == (0.99, "SAC (Enders, α=0)", "is α=0.1", [2, 3])
+    x = np.array([np.mean([(level + i) / 200 for i in range(12)]) for level in (100.0, 140.0)])
+    y = np.array([np.mean([(level + i) / 200 for i in range(12)]) for level in (60.0, 70.0, 86.0)])
+    y[0] -= 60 / 200 / 12  # IS seed 0's gradient1 ratio set to 0
+    vx, vy = x.var(ddof=1) / 2, y.var(ddof=1) / 3  # Welch: unpooled variances, Welch-Satterthwaite dof
+    t = (x.mean() - y.mean()) / np.sqrt(vx + vy)
+    dof = (vx + vy) ** 2 / (vx**2 / 1 + vy**2 / 2)
+    assert pair["all"]["difference"] == pytest.approx(x.mean() - y.mean())
+    assert pair["all"]["t"] == pytest.approx(t)
+    assert pair["all"]["p"] == pytest.approx(2 * stats.t.sf(abs(t), dof))
+    assert pair["shifted"]["difference"] == pytest.approx((140 + 100) / 400 - (60 + 70 + 86) / 600)  # i: 1..11
+    assert "| 0.99 | SAC (Enders, α=0) | is α=0.1 | 2, 3 | +0.248 |" in (tmp_path / "item_pickup_t.md").read_text()
 
 
 def test_greedy_gap_splits_the_gap_into_items_and_moves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
