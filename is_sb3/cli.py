@@ -42,7 +42,8 @@ __all__ = ["BENCHMARKS", "build_parser", "main"]
 #: the benchmark scripts of a source checkout (benchmarks/<name>.py)
 BENCHMARKS = (
     "simulator", "item_pickup_env", "analytic", "hedging", "item_pickup", "item_pickup_precision",
-    "item_pickup_greedy_gap", "conditioning", "critic_tails", "cartpole", "hedging_costs", "hedging_alpha_range",
+    "item_pickup_greedy_gap", "item_pickup_critic_time", "conditioning", "critic_tails", "cartpole", "hedging_costs",
+    "hedging_alpha_range",
 )  # fmt: skip
 
 

@@ -123,3 +123,36 @@ def test_standing_mass_reads_position_walls_and_probabilities() -> None:
     assert events.moves.sum() == 5 * 2
     assert recorder.moved_for_stand == events.moved_for_stand.sum()
     assert 5 <= recorder.moved_on_empty_grid <= recorder.moved_for_stand <= 10  # the first step: an empty grid
+
+
+def test_returns_to_go_are_the_discounted_sums_of_the_rewards_still_to_come() -> None:
+    from benchmarks.item_pickup_critic_time import returns_to_go
+
+    rewards = np.random.default_rng(0).normal(size=(3, 7))
+    for gamma in (1.0, 0.9):
+        expected = [[sum(gamma ** (k - t) * r[k] for k in range(t, 7)) for t in range(7)] for r in rewards]
+        assert returns_to_go(rewards, gamma) == pytest.approx(np.array(expected))
+
+
+def test_critic_by_step_reads_q_of_the_action_taken_in_each_state(tmp_path: Path) -> None:
+    import torch as th
+
+    from benchmarks.item_pickup_critic_time import ActionRecorder, critic_by_step
+    from is_envs.grid import GreedyPolicy, episode_events, released_episodes
+    from is_sb3 import DiscreteRiskSAC
+
+    greedy = episode_events(GreedyPolicy(), released_episodes("gradient1"))
+    assert greedy.step_rewards is not None and greedy.step_rewards.shape == (100, 200)
+    assert greedy.step_rewards.sum(axis=1).mean() == pytest.approx(215.06, abs=0.005)  # the greedy reference, 2 d.p.
+    model = DiscreteRiskSAC("CnnPolicy", "is_envs/ItemPickup-v0", seed=0, device="cpu", gamma=1.0)  # untrained
+    found = critic_by_step(model, n_episodes=3)
+    recorder = ActionRecorder(model)
+    events = episode_events(recorder, released_episodes("gradient1"), n_episodes=3)
+    for t in (0, 57, 199):  # Q of the taken action, the smaller of the twin critics, averaged over the episodes
+        with th.no_grad():
+            q = model.policy.q_values(th.as_tensor(recorder.observations[t])).min(dim=0).values
+        taken = q[th.arange(3), th.as_tensor(recorder.actions[t])]
+        assert found["q"][t] == pytest.approx(float(taken.mean()), rel=1e-5)
+    sigma = np.std(events.step_rewards)
+    assert found["g"][0] == pytest.approx(events.returns.mean() / sigma)  # γ = 1: the whole episode's return
+    assert found["g"][199] == pytest.approx(events.step_rewards[:, 199].mean() / sigma)

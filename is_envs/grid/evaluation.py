@@ -43,7 +43,7 @@ def evaluate(
 
 @dataclass(frozen=True)
 class EpisodeEvents:
-    """What happened in each of ``n`` episodes (every field an array of shape ``(n,)``).
+    """What happened in each of ``n`` episodes (every field an array of shape ``(n,)``, but ``step_rewards``).
 
     ``returns = 7.5 · (picked + delivered) − moves`` exactly. ``loaded_detour``: the moves made while carrying
     the items that were delivered, minus the Manhattan distances from their pick-up cells to the depot (0 for a
@@ -67,6 +67,8 @@ class EpisodeEvents:
     agreement: np.ndarray | None = None
     stood_for_move: np.ndarray | None = None
     moved_for_stand: np.ndarray | None = None
+    #: each step's reward, shape ``(n, 200)``: ``step_rewards[:, k]`` is the reward of the episodes' (k+1)-th step
+    step_rewards: np.ndarray | None = None
 
 
 def episode_events(
@@ -106,7 +108,7 @@ def episode_events(
     count = {name: np.zeros(n, dtype=np.int64) for name in
              ("picked", "delivered", "moves", "moves_loaded", "carried", "shortest", "stays", "wall_bumps", "expired",
               "agree", "stood_for_move", "moved_for_stand")}  # fmt: skip
-    returns = np.zeros(n)
+    rewards = np.zeros((n, EPISODE_LENGTH))
     carried_moves = np.zeros(n, dtype=np.int64)  # moves since the item now carried was picked up
     carried_shortest = np.zeros(n, dtype=np.int64)  # its pick-up cell's distance to the depot
     obs = core.observe(state)
@@ -119,7 +121,7 @@ def episode_events(
             count["agree"] += wanted == actions
         loaded = state.load == 1
         events = core.step(state, actions, spawns[:, k])
-        returns += events.reward
+        rewards[:, k] = events.reward
         count["picked"] += events.picked
         count["delivered"] += events.delivered
         count["moves"] += events.moved
@@ -140,12 +142,12 @@ def episode_events(
         carried_shortest[got] = np.abs(state.pos[got] - np.asarray(DEPOT)).sum(axis=1)
         obs = core.observe(state)
     return EpisodeEvents(
-        returns=returns, picked=count["picked"], delivered=count["delivered"], moves=count["moves"],
+        returns=rewards.sum(axis=1), picked=count["picked"], delivered=count["delivered"], moves=count["moves"],
         moves_loaded=count["moves_loaded"], loaded_detour=count["carried"] - count["shortest"],
         stays=count["stays"], wall_bumps=count["wall_bumps"], expired=count["expired"],
         agreement=count["agree"] / EPISODE_LENGTH if reference is not None else None,
         stood_for_move=count["stood_for_move"] if reference is not None else None,
-        moved_for_stand=count["moved_for_stand"] if reference is not None else None,
+        moved_for_stand=count["moved_for_stand"] if reference is not None else None, step_rewards=rewards,
     )  # fmt: skip
 
 

@@ -1,0 +1,168 @@
+"""Does the grid critic know how much of the episode is left? Q(s_t, a_t) against the return still to come, by step.
+
+    python -m benchmarks.item_pickup_critic_time benchmarks/out/fig4_g1/item_pickup_models/*/final.zip
+    python -m benchmarks.item_pickup_critic_time --quick MODEL.zip ...     # 20 test episodes
+
+The grid's observation (depot, waiting items, agent) does not contain the step count, and an episode ends after 200
+steps, so the value of a state depends on something the critic cannot see: at γ = 1 the return still to come falls
+from its whole-episode size to nothing over an episode, at γ = 0.99 only over its last ~100 steps. Each model (a
+saved DiscreteRiskSAC ``.zip``, a run folder or a checkpoint folder, as for ``item_pickup_greedy_gap``) plays the
+released gradient1 test episodes greedily (its deterministic action); at every step t its critic's Q(s_t, a_t)
+(the minimum of the twin critics, in the reward units it was trained in) is set against the realised discounted
+return-to-go G_t = Σ_{k ≥ t} γ^{k−t} r_k of that episode, with the model's γ, divided by σ, the standard deviation
+of the per-step rewards on these episodes (the critic's rewards were divided by that of its replay buffer, close
+to it for a trained policy). The risk-averse critics learn a certainty equivalent, below the mean: what matters is
+the shape in t. Statistic: how much Q falls from the episode's first 20 steps to its steps 171–190, as a share of
+how much G_t/σ falls (1: the critic tracks the time left; 0: it cannot tell). Models are grouped by agent, γ and
+env steps; cells are mean ± std over the models of a group (seeds).
+Writes ``item_pickup_critic_time[_tag].{md,json,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import data_dir, mean_std, parse_args, result_stem, write_results
+from benchmarks.item_pickup import agent_label
+from benchmarks.item_pickup_greedy_gap import model_file
+
+#: the steps (0-based) averaged for "start" and "end" of an episode
+START, END = slice(0, 20), slice(170, 190)
+
+
+class ActionRecorder:
+    """A predictor that acts as ``model`` (its deterministic action) and keeps each step's observations and
+    actions."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.observations: list[np.ndarray] = []
+        self.actions: list[np.ndarray] = []
+
+    def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
+                deterministic: bool = True) -> tuple[np.ndarray, Any]:  # fmt: skip
+        actions, _ = self.model.predict(observation, deterministic=deterministic)
+        self.observations.append(np.array(observation, copy=True))
+        self.actions.append(np.asarray(actions, dtype=np.int64).reshape(-1))
+        return actions, state
+
+
+def returns_to_go(rewards: np.ndarray, gamma: float) -> np.ndarray:
+    """G_t = Σ_{k ≥ t} γ^{k−t} r_k along axis 1 of ``rewards`` (episodes × steps), same shape."""
+    out = np.zeros_like(rewards, dtype=float)
+    following = np.zeros(rewards.shape[0])
+    for k in range(rewards.shape[1] - 1, -1, -1):
+        following = rewards[:, k] + gamma * following
+        out[:, k] = following
+    return out
+
+
+def critic_by_step(model: Any, n_episodes: int | None) -> dict[str, Any]:
+    """Mean over the gradient1 test episodes, per step, of the model's Q(s_t, a_t) and of G_t/σ (see the module
+    docstring), and the share of G_t/σ's fall that Q's fall makes from the first 20 steps to steps 171–190."""
+    import torch as th
+
+    from is_envs.grid import episode_events
+
+    recorder = ActionRecorder(model)
+    events = episode_events(recorder, data_dir() / "gradient1.npz", n_episodes=n_episodes)
+    assert events.step_rewards is not None
+    obs = np.stack(recorder.observations, axis=1)  # episodes × steps × (3, 5, 5)
+    actions = np.stack(recorder.actions, axis=1)
+    flat_obs = th.as_tensor(obs.reshape(-1, *obs.shape[2:]), device=model.device)
+    with th.no_grad():
+        q_all = th.cat([model.policy.q_values(chunk).min(dim=0).values for chunk in flat_obs.split(4096)])
+    q = q_all.gather(1, th.as_tensor(actions.reshape(-1, 1), device=model.device)).view(actions.shape)
+    sigma = float(np.std(events.step_rewards))
+    g = returns_to_go(events.step_rewards, model.gamma) / sigma
+    q_t, g_t = q.cpu().numpy().astype(float).mean(axis=0), g.mean(axis=0)
+    fall_q, fall_g = q_t[START].mean() - q_t[END].mean(), g_t[START].mean() - g_t[END].mean()
+    return {"q": q_t.tolist(), "g": g_t.tolist(), "sigma": sigma, "q_start": float(q_t[START].mean()),
+            "q_end": float(q_t[END].mean()), "g_start": float(g_t[START].mean()), "g_end": float(g_t[END].mean()),
+            "fall_share": float(fall_q / fall_g), "return": float(events.returns.mean())}  # fmt: skip
+
+
+def measure(paths: list[Path], n_episodes: int | None) -> dict[str, Any]:
+    """:func:`critic_by_step` of each model, grouped by agent, γ and env steps."""
+    import torch as th
+
+    from is_sb3 import DiscreteRiskSAC
+
+    th.set_num_threads(1)
+    rows: dict[str, Any] = {}
+    for path in paths:
+        model = DiscreteRiskSAC.load(model_file(path), device="cpu")
+        model.policy.set_training_mode(False)
+        label = agent_label({"target": model.target, "loss": model.critic_loss, "alpha": model.risk_aversion})
+        key = f"{label}, γ={model.gamma:g}, {model.num_timesteps // 1000}k steps"
+        row = rows.setdefault(key, {"label": key, "gamma": float(model.gamma), "models": {}})
+        row["models"][str(path)] = found = critic_by_step(model, n_episodes)
+        print(f"{key}: {path}: Q falls {found['fall_share']:.2f} of the return-to-go's fall", flush=True)
+    return {"episodes": "released test" if n_episodes is None else f"first {n_episodes} released test", "rows": rows}
+
+
+def report(result: dict[str, Any], tag: str) -> dict[str, Any]:
+    """Markdown table and the by-step plot."""
+    columns = (("q_start", "{:.1f}"), ("q_end", "{:.1f}"), ("g_start", "{:.1f}"), ("g_end", "{:.1f}"),
+               ("fall_share", "{:.2f}"), ("return", "{:.1f}"))  # fmt: skip
+    lines = [
+        f"gradient1 {result['episodes']} episodes, the model acting greedily on its policy; per step t, the mean over "
+        "the episodes of its critic's Q(s_t, a_t) and of the realised return-to-go G_t (with its γ) divided by σ, "
+        "the std of the per-step rewards; start: steps 1–20, end: steps 171–190; mean ± std over the models of a row",
+        "",
+        "| agent | models | Q, start | Q, end | G/σ, start | G/σ, end | Q's fall ÷ G/σ's fall | return |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result["rows"].values():
+        models = list(row["models"].values())
+        cells = " | ".join(mean_std([m[k] for m in models], fmt) for k, fmt in columns)
+        lines.append(f"| {row['label']} | {len(models)} | {cells} |")
+    lines += [
+        "",
+        "The observation holds no step count: a critic that cannot tell how much of the episode is left "
+        "learns one value for states that differ only in the time left, and its Q stays level while the "
+        "return still to come falls (a fall share near 0).",
+    ]
+    write_results(result_stem("item_pickup_critic_time", tag), "\n".join(lines), result,
+                  lambda path: plot(result, path))  # fmt: skip
+    return result
+
+
+def plot(result: dict[str, Any], path: str) -> None:
+    """Per γ, the mean Q(s_t, a_t) (solid) and G_t/σ (dashed) against t, one colour per row (mean over its
+    models)."""
+    from is_sb3.plotting import pyplot, save_figure
+
+    plt = pyplot()
+    gammas = sorted({row["gamma"] for row in result["rows"].values()})
+    fig, axes = plt.subplots(1, len(gammas), figsize=(6.5 * len(gammas), 4.2), squeeze=False)
+    for i, row in enumerate(result["rows"].values()):
+        ax = axes[0, gammas.index(row["gamma"])]
+        q = np.mean([m["q"] for m in row["models"].values()], axis=0)
+        g = np.mean([m["g"] for m in row["models"].values()], axis=0)
+        steps = np.arange(1, len(q) + 1)
+        ax.plot(steps, q, color=f"C{i}", label=f"{row['label']}: Q(s_t, a_t)")
+        ax.plot(steps, g, color=f"C{i}", ls="--", label="  its realised return-to-go / σ")
+    for ax, gamma in zip(axes[0], gammas, strict=True):
+        ax.set(title=f"γ = {gamma:g}: critic against the return still to come", xlabel="step t of the episode",
+               ylabel="reward-std units")  # fmt: skip
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="x-small", loc="lower left")  # the corner both curves leave free
+    save_figure(fig, path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="+", type=Path, help="model .zip files, run folders or checkpoint folders")
+    parser.add_argument("--quick", action="store_true", help="the first 20 gradient1 test episodes")
+    parser.add_argument("--tag", default="", help="suffix of the result files (item_pickup_critic_time_<tag>.*)")
+    args = parse_args(parser, argv)
+    return report(measure(args.models, 20 if args.quick else None), args.tag)
+
+
+if __name__ == "__main__":
+    main()
