@@ -61,12 +61,48 @@ def returns_to_go(rewards: np.ndarray, gamma: float) -> np.ndarray:
     return out
 
 
+def time_blind_fixed_point(step_rewards: np.ndarray, gamma: float, risk_aversion: float, hazard: float) -> float:
+    """The value a critic blind to time and state would settle on: one state whose rewards are drawn i.i.d. from
+    ``step_rewards`` and whose episode ends after each step with probability ``hazard`` (a fixed end, seen without a
+    clock): the Q with ``Q = CE_α[r] + CE_α[(1 − d) γ Q]``, d ~ Bernoulli(hazard), the CE of the return over a
+    geometric number of steps; for α = 0, r̄ / (1 − γ(1 − h)). ``-inf`` where that CE diverges (γ = 1 and
+    (1 − h) E[e^{−αr}] ≥ 1: the longer the episode, the worse).
+
+    :param step_rewards: the rewards, any shape.
+    :param gamma: the discount γ ∈ [0, 1].
+    :param risk_aversion: α ≥ 0 of the entropic certainty equivalent CE_α.
+    :param hazard: h ∈ (0, 1]: the chance that a step is the episode's last.
+    """
+    from scipy.optimize import brentq
+
+    from is_sb3.risk import certainty_equivalent
+
+    if not 0.0 < hazard <= 1.0:
+        raise ValueError(f"hazard must be in (0, 1], got {hazard!r}")
+    reward = float(certainty_equivalent(np.asarray(step_rewards, dtype=float), risk_aversion))
+    log_w = np.log([1.0 - hazard, hazard]) if hazard < 1.0 else np.array([-np.inf, 0.0])
+
+    def excess(q: float) -> float:  # increasing in q (slope 1 − γ · the tilted weight of continuing > 0)
+        return q - reward - float(certainty_equivalent(np.array([gamma * q, 0.0]), risk_aversion, log_weights=log_w))
+
+    if gamma == 1.0 and hazard < 1.0 and np.log1p(-hazard) - risk_aversion * reward >= 0.0:  # log((1 − h) m) ≥ 0
+        return float("-inf")
+    low, high = -1.0, 1.0
+    while excess(low) > 0.0:  # as q → −∞, excess → −∞ (γ < 1 or α = 0), or → log((1 − h) m)/α < 0 (γ = 1)
+        low *= 2.0
+    while excess(high) < 0.0:
+        high *= 2.0
+    return float(brentq(excess, low, high, xtol=1e-10))
+
+
 def critic_by_step(model: Any, n_episodes: int | None) -> dict[str, Any]:
     """Mean over the gradient1 test episodes, per step, of the model's Q(s_t, a_t) and of G_t/σ (see the module
     docstring), and the share of G_t/σ's fall that Q's fall makes from the first 20 steps to steps 171–190."""
     import torch as th
 
     from is_envs.grid import episode_events
+    from is_envs.grid.items import EPISODE_LENGTH
+    from is_sb3.risk import certainty_equivalent
 
     recorder = ActionRecorder(model)
     events = episode_events(recorder, data_dir() / "gradient1.npz", n_episodes=n_episodes)
@@ -83,7 +119,12 @@ def critic_by_step(model: Any, n_episodes: int | None) -> dict[str, Any]:
     fall_q, fall_g = q_t[START].mean() - q_t[END].mean(), g_t[START].mean() - g_t[END].mean()
     return {"q": q_t.tolist(), "g": g_t.tolist(), "sigma": sigma, "q_start": float(q_t[START].mean()),
             "q_end": float(q_t[END].mean()), "g_start": float(g_t[START].mean()), "g_end": float(g_t[END].mean()),
-            "fall_share": float(fall_q / fall_g), "return": float(events.returns.mean())}  # fmt: skip
+            "fall_share": float(fall_q / fall_g), "return": float(events.returns.mean()),
+            "time_blind": time_blind_fixed_point(events.step_rewards / sigma, model.gamma, model.risk_aversion,
+                                                 1.0 / EPISODE_LENGTH),
+            "start_ce": float(certainty_equivalent(g[:, 0], model.risk_aversion)),
+            "time_blind_mean": time_blind_fixed_point(events.step_rewards / sigma, model.gamma, 0.0,
+                                                      1.0 / EPISODE_LENGTH)}  # fmt: skip
 
 
 def measure(paths: list[Path], n_episodes: int | None) -> dict[str, Any]:
@@ -108,14 +149,16 @@ def measure(paths: list[Path], n_episodes: int | None) -> dict[str, Any]:
 def report(result: dict[str, Any], tag: str) -> dict[str, Any]:
     """Markdown table and the by-step plot."""
     columns = (("q_start", "{:.1f}"), ("q_end", "{:.1f}"), ("g_start", "{:.1f}"), ("g_end", "{:.1f}"),
-               ("fall_share", "{:.2f}"), ("return", "{:.1f}"))  # fmt: skip
+               ("start_ce", "{:.1f}"), ("fall_share", "{:.2f}"), ("time_blind", "{:.1f}"),
+               ("time_blind_mean", "{:.1f}"), ("return", "{:.1f}"))  # fmt: skip
     lines = [
         f"gradient1 {result['episodes']} episodes, the model acting greedily on its policy; per step t, the mean over "
         "the episodes of its critic's Q(s_t, a_t) and of the realised return-to-go G_t (with its γ) divided by σ, "
         "the std of the per-step rewards; start: steps 1–20, end: steps 171–190; mean ± std over the models of a row",
         "",
-        "| agent | models | Q, start | Q, end | G/σ, start | G/σ, end | Q's fall ÷ G/σ's fall | return |",
-        "|---|---|---|---|---|---|---|---|",
+        "| agent | models | Q, start | Q, end | G/σ, start | G/σ, end | CE_α of G_0/σ | Q's fall ÷ G/σ's fall "
+        "| time-blind value | the same, α = 0 | return |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"].values():
         models = list(row["models"].values())
@@ -125,7 +168,13 @@ def report(result: dict[str, Any], tag: str) -> dict[str, Any]:
         "",
         "The observation holds no step count: a critic that cannot tell how much of the episode is left "
         "learns one value for states that differ only in the time left, and its Q stays level while the "
-        "return still to come falls (a fall share near 0).",
+        "return still to come falls (a fall share near 0). 'CE_α of G_0/σ': the certainty equivalent, with the "
+        "model's α, of the episodes' whole discounted returns: every episode starts in the same state, so this is "
+        "that state's value for the policy played (risk-neutral: the mean). 'time-blind value': the value of one "
+        "state whose rewards (÷ σ) are drawn from these episodes' and whose episode ends after each step with "
+        "probability 1/200, as a fixed end looks to a critic without a clock: with the model's γ and α, Q = CE_α[r] "
+        "+ CE_α[(1 − d) γ Q] (α = 0: r̄ / (1 − γ(1 − 1/200)); at γ = 1 the CE of the return over a geometric number "
+        "of steps); 'the same, α = 0': that value without risk aversion, from the same rewards.",
     ]
     write_results(result_stem("item_pickup_critic_time", tag), "\n".join(lines), result,
                   lambda path: plot(result, path))  # fmt: skip

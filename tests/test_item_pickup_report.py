@@ -156,3 +156,27 @@ def test_critic_by_step_reads_q_of_the_action_taken_in_each_state(tmp_path: Path
     sigma = np.std(events.step_rewards)
     assert found["g"][0] == pytest.approx(events.returns.mean() / sigma)  # γ = 1: the whole episode's return
     assert found["g"][199] == pytest.approx(events.step_rewards[:, 199].mean() / sigma)
+    assert model.risk_aversion > 0  # the start state's value: the CE over the episodes of their whole returns
+    ce = -np.log(np.mean(np.exp(-model.risk_aversion * events.returns / sigma))) / model.risk_aversion
+    assert found["start_ce"] == pytest.approx(ce)
+
+
+def test_time_blind_fixed_point_is_the_ce_of_a_geometric_horizon() -> None:
+    from benchmarks.item_pickup_critic_time import time_blind_fixed_point
+    from is_sb3.risk import certainty_equivalent
+
+    rewards = np.array([-1.0, -1.0, 0.0, 0.0, 0.0, 0.0, 2.5, 2.5, 2.5, 2.5])  # r̄ = 0.8
+    h, alpha = 0.1, 0.3
+    m = np.mean(np.exp(-alpha * rewards))  # γ = 1: E[e^{−αS}] = Σ_n h (1−h)^{n−1} m^n = h m / (1 − (1−h) m)
+    closed = -np.log(h * m / (1 - (1 - h) * m)) / alpha
+    assert time_blind_fixed_point(rewards, 1.0, alpha, h) == pytest.approx(closed, rel=1e-8)
+    rng = np.random.default_rng(0)  # and by simulation: the sum of the rewards of a geometric number of steps
+    steps = rng.geometric(h, size=200_000)
+    totals = np.array([rng.choice(rewards, size=n).sum() for n in steps[:20_000]])
+    assert time_blind_fixed_point(rewards, 1.0, alpha, h) == pytest.approx(certainty_equivalent(totals, alpha), abs=0.1)
+    assert time_blind_fixed_point(rewards, 0.9, 0.0, h) == pytest.approx(0.8 / (1 - 0.9 * 0.9))  # risk-neutral
+    assert time_blind_fixed_point(rewards, 1.0, 0.0, 1 / 200) == pytest.approx(0.8 * 200)
+    losing = np.array([-1.0, 1.0])  # r̄ = 0: (1 − h) E[e^{−αr}] = 0.99 cosh(1) > 1, the CE diverges
+    assert time_blind_fixed_point(losing, 1.0, 1.0, 0.01) == float("-inf")
+    with pytest.raises(ValueError, match="hazard"):
+        time_blind_fixed_point(rewards, 1.0, alpha, 0.0)
