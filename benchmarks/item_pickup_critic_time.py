@@ -5,7 +5,7 @@
 
 The grid's observation (depot, waiting items, agent) does not contain the step count, and an episode ends after 200
 steps, so the value of a state depends on something the critic cannot see: at γ = 1 the return still to come falls
-from its whole-episode size to nothing over an episode, at γ = 0.99 only over its last ~100 steps. Each model (a
+from its whole-episode size to nothing over an episode, at γ = 0.99 only after its first ~70 steps. Each model (a
 saved DiscreteRiskSAC ``.zip``, a run folder or a checkpoint folder, as for ``item_pickup_greedy_gap``) plays the
 released gradient1 test episodes greedily (its deterministic action); at every step t its critic's Q(s_t, a_t)
 (the minimum of the twin critics, in the reward units it was trained in) is set against the realised discounted
@@ -20,15 +20,14 @@ Writes ``item_pickup_critic_time[_tag].{md,json,png}``.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.common import data_dir, mean_std, parse_args, result_stem, write_results
+from benchmarks.common import data_dir, mean_std, result_stem, write_results
 from benchmarks.item_pickup import agent_label
-from benchmarks.item_pickup_greedy_gap import model_file
+from benchmarks.item_pickup_greedy_gap import model_file, parse_model_args
 
 #: the steps (0-based) averaged for "start" and "end" of an episode
 START, END = slice(0, 20), slice(170, 190)
@@ -205,11 +204,7 @@ def plot(result: dict[str, Any], path: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="+", type=Path, help="model .zip files, run folders or checkpoint folders")
-    parser.add_argument("--quick", action="store_true", help="the first 20 gradient1 test episodes")
-    parser.add_argument("--tag", default="", help="suffix of the result files (item_pickup_critic_time_<tag>.*)")
-    args = parse_args(parser, argv)
+    args = parse_model_args(__doc__ or "", "item_pickup_critic_time", "the first 20 gradient1 test episodes", argv)
     return report(measure(args.models, 20 if args.quick else None), args.tag)
 
 

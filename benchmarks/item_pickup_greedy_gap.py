@@ -256,12 +256,25 @@ def plot(result: dict[str, Any], path: str) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_model_args(doc: str, stem: str, quick: str, argv: list[str] | None) -> argparse.Namespace:
+    """The command line of a script that reads saved grid models: ``MODELS… [--quick] [--tag T] [--out DIR]``.
+
+    :param doc: the script's docstring (its ``--help``).
+    :param stem: the stem of its result files.
+    :param quick: what ``--quick`` does.
+    :param argv: the arguments (default: ``sys.argv``).
+    """
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", type=Path, help="model .zip files, run folders or checkpoint folders")
-    parser.add_argument("--quick", action="store_true", help="the first 20 test episodes per distribution")
-    parser.add_argument("--tag", default="", help="suffix of the result files (item_pickup_greedy_gap_<tag>.*)")
-    args = parse_args(parser, argv)
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--tag", default="", help=f"suffix of the result files ({stem}_<tag>.*)")
+    return parse_args(parser, argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_model_args(
+        __doc__ or "", "item_pickup_greedy_gap", "the first 20 test episodes per distribution", argv
+    )
     return report(measure(args.models, 20 if args.quick else None), args.tag)
 
 

@@ -134,9 +134,12 @@ def test_returns_to_go_are_the_discounted_sums_of_the_rewards_still_to_come() ->
         assert returns_to_go(rewards, gamma) == pytest.approx(np.array(expected))
 
 
-def test_critic_by_step_reads_q_of_the_action_taken_in_each_state(tmp_path: Path) -> None:
+def test_critic_by_step_reads_q_of_the_action_taken_in_each_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import torch as th
 
+    from benchmarks import item_pickup_critic_time
     from benchmarks.item_pickup_critic_time import ActionRecorder, critic_by_step
     from is_envs.grid import GreedyPolicy, episode_events, released_episodes
     from is_sb3 import DiscreteRiskSAC
@@ -159,6 +162,12 @@ def test_critic_by_step_reads_q_of_the_action_taken_in_each_state(tmp_path: Path
     assert model.risk_aversion > 0  # the start state's value: the CE over the episodes of their whole returns
     ce = -np.log(np.mean(np.exp(-model.risk_aversion * events.returns / sigma))) / model.risk_aversion
     assert found["start_ce"] == pytest.approx(ce)
+    monkeypatch.setattr(common, "_out_dir", tmp_path)
+    model.save(tmp_path / "m.zip")
+    out = item_pickup_critic_time.main([str(tmp_path / "m.zip"), "--quick", "--tag", "t", "--out", str(tmp_path)])
+    (row,) = out["rows"].values()
+    assert row["gamma"] == 1.0 and len(row["models"][str(tmp_path / "m.zip")]["q"]) == 200
+    assert "| is α=0.1, γ=1, 0k steps | 1 |" in (tmp_path / "item_pickup_critic_time_t.md").read_text()
 
 
 def test_time_blind_fixed_point_is_the_ce_of_a_geometric_horizon() -> None:
