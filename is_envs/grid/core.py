@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from is_envs.grid.distributions import DEPOT, GRID_SIZE
+from is_envs.grid.items import EPISODE_LENGTH
 
 __all__ = ["ITEM_LIFETIME", "MOVES", "REWARD_DELIVERY_HALF", "GridState", "observe", "step"]
 
@@ -94,11 +95,14 @@ def step(state: GridState, actions: np.ndarray, spawns: np.ndarray) -> StepEvent
     return StepEvents(moved, picked, delivered, expired)
 
 
-def observe(state: GridState) -> np.ndarray:
+def observe(state: GridState, clock: bool = False) -> np.ndarray:
     """Observations ``(n, 3, 5, 5)`` float32: depot one-hot; (10 − age)/10 per waiting item;
-    1.0 (empty) or 0.5 (loaded) at the agent."""
+    1.0 (empty) or 0.5 (loaded) at the agent; with ``clock``, ``(n, 4, 5, 5)``: a fourth channel holding the share
+    of the episode still to come, (200 − t)/200, in every cell."""
     n = len(state.pos)
-    obs = np.zeros((n, 3, GRID_SIZE, GRID_SIZE), dtype=np.float32)
+    obs = np.zeros((n, 3 + clock, GRID_SIZE, GRID_SIZE), dtype=np.float32)
+    if clock:
+        obs[:, 3] = (EPISODE_LENGTH - state.t) / EPISODE_LENGTH
     obs[:, 0, DEPOT[0], DEPOT[1]] = 1.0
     live = state.age >= 0
     obs[:, 1][live] = (ITEM_LIFETIME - state.age[live]) / ITEM_LIFETIME

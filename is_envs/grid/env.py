@@ -30,7 +30,8 @@ class ItemPickupEnv(gym.Env[np.ndarray, np.int64]):
 
     ## Observation space
     ``Box(0, 1, (3, 5, 5), float32)``: channel 0 one-hot of the depot; channel 1 (10 − age)/10 at
-    each waiting item; channel 2 at the agent 1.0 if empty, 0.5 if loaded.
+    each waiting item; channel 2 at the agent 1.0 if empty, 0.5 if loaded. With ``clock=True``,
+    ``(4, 5, 5)``: channel 3 holds the share of the episode still to come, (200 − t)/200, in every cell.
 
     ## Rewards
     −1 per step in which the position changed; +7.5 at a pick-up and +7.5 at a drop-off.
@@ -52,6 +53,10 @@ class ItemPickupEnv(gym.Env[np.ndarray, np.int64]):
       the package, e.g. ``episodes="gradient1"``) or a path to an ``.npz`` table; ``split`` picks "training"
       (a random permutation per pass), "validation" or "test" (in order). ``reset(seed=…)``
       restarts the order; ``reset(options={"episode": k})`` replays the k-th episode of the split.
+    - ``clock``: add the time left to the observation (default ``False``, Enders' and the IS paper's
+      observation). The episode ends at a fixed step; a critic that cannot see how near it is learns one
+      value for states that differ only in the time left, and a risk-averse one prices the end as a risk
+      (see ``benchmarks/item_pickup_critic_time.py``).
     """
 
     metadata: dict[str, Any] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}  # noqa: RUF012
@@ -64,13 +69,17 @@ class ItemPickupEnv(gym.Env[np.ndarray, np.int64]):
         episodes: str | Path | None = None,
         split: str = "test",
         render_mode: str | None = None,
+        clock: bool = False,
     ) -> None:
         super().__init__()
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.render_mode = render_mode
         self.source = EpisodeTable(episodes, split) if episodes is not None else make_source(distribution)
-        self.observation_space = spaces.Box(0.0, 1.0, shape=(3, GRID_SIZE, GRID_SIZE), dtype=np.float32)
+        if not isinstance(clock, bool):
+            raise ValueError(f"clock must be True or False, got {clock!r}")
+        self.clock = clock
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(3 + clock, GRID_SIZE, GRID_SIZE), dtype=np.float32)
         self.action_space = spaces.Discrete(5)
         self._state = core.GridState.start(1)
         self._spawns = np.zeros((1, EPISODE_LENGTH, GRID_SIZE, GRID_SIZE), dtype=bool)
@@ -97,7 +106,7 @@ class ItemPickupEnv(gym.Env[np.ndarray, np.int64]):
         else:
             self._spawns = self.source.next_episodes(1, self.np_random)
         self._state = core.GridState.start(1)
-        return core.observe(self._state)[0], {"t": 0}
+        return core.observe(self._state, self.clock)[0], {"t": 0}
 
     def step(self, action: np.int64 | int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._state.t >= EPISODE_LENGTH:
@@ -117,7 +126,7 @@ class ItemPickupEnv(gym.Env[np.ndarray, np.int64]):
             "moves": int(ev.moved[0]),
         }
         terminated = self._state.t == EPISODE_LENGTH
-        return core.observe(self._state)[0], float(ev.reward[0]), terminated, False, info
+        return core.observe(self._state, self.clock)[0], float(ev.reward[0]), terminated, False, info
 
     def render(self) -> str | np.ndarray | None:
         """``"ansi"``: a text picture (D depot, A/a agent empty/loaded, digits the remaining life of items);

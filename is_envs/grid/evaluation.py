@@ -12,7 +12,7 @@ from is_envs.grid import core
 from is_envs.grid.distributions import DEPOT
 from is_envs.grid.items import EPISODE_LENGTH, RELEASED_DIR, EpisodeTable, make_source
 
-__all__ = ["EpisodeEvents", "Predictor", "episode_events", "evaluate", "shift_table"]
+__all__ = ["EpisodeEvents", "Predictor", "episode_events", "evaluate", "observes_clock", "shift_table"]
 
 
 class Predictor(Protocol):
@@ -84,7 +84,8 @@ def episode_events(
     (items picked up and delivered, moves, detours, items left to expire) and, with ``reference`` (e.g.
     :class:`~is_envs.grid.greedy.GreedyPolicy`), how often the policy acts as the reference would in its states.
 
-    :param policy: an object with ``predict(obs_batch, deterministic=...) -> (actions, state)``.
+    :param policy: an object with ``predict(obs_batch, deterministic=...) -> (actions, state)``; one whose
+        ``observation_space`` has 4 channels (trained on ``ItemPickupEnv(clock=True)``) is shown the clock.
     :param distribution_or_episodes: a distribution name, a 5×5 grid, or a path to a released ``.npz``.
     :param split: for released tables: "training", "validation" or "test" (in order, from its start).
     :param n_episodes: number of episodes (default: the whole split, or 100 generated episodes).
@@ -111,7 +112,8 @@ def episode_events(
     rewards = np.zeros((n, EPISODE_LENGTH))
     carried_moves = np.zeros(n, dtype=np.int64)  # moves since the item now carried was picked up
     carried_shortest = np.zeros(n, dtype=np.int64)  # its pick-up cell's distance to the depot
-    obs = core.observe(state)
+    clock = observes_clock(policy)
+    obs = core.observe(state, clock)
     for k in range(EPISODE_LENGTH):
         actions, _ = policy.predict(obs, deterministic=deterministic)
         actions = np.asarray(actions, dtype=np.int64).reshape(-1)
@@ -140,7 +142,7 @@ def episode_events(
         got = events.picked == 1
         carried_moves[got] = 0
         carried_shortest[got] = np.abs(state.pos[got] - np.asarray(DEPOT)).sum(axis=1)
-        obs = core.observe(state)
+        obs = core.observe(state, clock)
     return EpisodeEvents(
         returns=rewards.sum(axis=1), picked=count["picked"], delivered=count["delivered"], moves=count["moves"],
         moves_loaded=count["moves_loaded"], loaded_detour=count["carried"] - count["shortest"],
@@ -149,6 +151,13 @@ def episode_events(
         stood_for_move=count["stood_for_move"] if reference is not None else None,
         moved_for_stand=count["moved_for_stand"] if reference is not None else None, step_rewards=rewards,
     )  # fmt: skip
+
+
+def observes_clock(policy: object) -> bool:
+    """Whether ``policy`` was made for ``ItemPickupEnv(clock=True)``: its ``observation_space`` (SB3 models have
+    one) has 4 channels. Policies without one (:class:`~is_envs.grid.greedy.GreedyPolicy`) see 3."""
+    shape = getattr(getattr(policy, "observation_space", None), "shape", None)
+    return shape is not None and len(shape) == 3 and shape[0] == 4
 
 
 def shift_table(

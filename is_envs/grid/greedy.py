@@ -38,13 +38,15 @@ class GreedyPolicy:
         episode_start: np.ndarray | None = None,
         deterministic: bool = True,
     ) -> tuple[np.ndarray, None]:
-        """Actions for observations ``(3, 5, 5)`` (returns shape ``()``) or ``(n, 3, 5, 5)`` (``(n,)``)."""
+        """Actions for observations ``(c, 5, 5)`` (returns shape ``()``) or ``(n, c, 5, 5)`` (``(n,)``); c = 3, or
+        4 with a clock channel, which greedy ignores."""
         obs = np.asarray(observation, dtype=np.float32)
         single = obs.ndim == 3
         if single:
             obs = obs[None]
-        if obs.ndim != 4 or obs.shape[1:] != (3, GRID_SIZE, GRID_SIZE):
-            raise ValueError(f"observation must have shape (3, 5, 5) or (n, 3, 5, 5), got {obs.shape}")
+        if obs.ndim != 4 or obs.shape[1] not in (3, 4) or obs.shape[2:] != (GRID_SIZE, GRID_SIZE):
+            raise ValueError(f"observation must have shape (3 or 4, 5, 5) or (n, 3 or 4, 5, 5), got {obs.shape}")
+        obs = obs[:, :3]  # a clock channel (ItemPickupEnv(clock=True)) does not change greedy's action
         n = len(obs)
         flat = obs.reshape(n, 3, -1)
         agent = np.stack(np.divmod(flat[:, 2].argmax(1), GRID_SIZE), axis=1)

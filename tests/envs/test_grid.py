@@ -140,6 +140,41 @@ def test_observation_encoding() -> None:
     assert obs[2, 1, 1] == 0.5 and obs[2].sum() == 0.5
 
 
+def test_the_clock_channel_holds_the_time_left_and_nothing_else_changes() -> None:
+    plain, timed = ItemPickupEnv("uniform"), ItemPickupEnv("uniform", clock=True)
+    assert timed.observation_space.shape == (4, 5, 5) and plain.observation_space.shape == (3, 5, 5)
+    obs_p, _ = plain.reset(seed=4)
+    obs_t, _ = timed.reset(seed=4)
+    actions = np.random.default_rng(0).integers(0, 5, size=200)
+    for k, a in enumerate(actions):
+        assert np.array_equal(obs_t[:3], obs_p) and np.all(obs_t[3] == (200 - k) / 200)
+        obs_p, r_p, *_ = plain.step(a)
+        obs_t, r_t, *_ = timed.step(a)
+        assert r_t == r_p
+    assert np.all(obs_t[3] == 0.0)  # after the last step: no time left
+    with pytest.raises(ValueError, match="clock"):
+        ItemPickupEnv(clock=1)  # type: ignore[arg-type]
+
+
+def test_evaluation_shows_the_clock_to_a_policy_made_for_it() -> None:
+    from gymnasium import spaces
+
+    class Watcher(GreedyPolicy):
+        observation_space = spaces.Box(0.0, 1.0, (4, 5, 5), np.float32)
+
+        def __init__(self) -> None:
+            self.left: list[float] = []
+
+        def predict(self, obs, state=None, episode_start=None, deterministic=True):  # type: ignore[no-untyped-def]
+            self.left.append(float(obs[0, 3, 0, 0]))
+            return super().predict(obs, state, episode_start, deterministic)
+
+    watcher = Watcher()
+    returns = evaluate(watcher, "gradient1", n_episodes=4, seed=0)
+    assert watcher.left == pytest.approx([(200 - k) / 200 for k in range(200)], rel=1e-6)  # float32
+    assert np.array_equal(returns, evaluate(GreedyPolicy(), "gradient1", n_episodes=4, seed=0))  # greedy ignores it
+
+
 def test_episode_length_terminated_and_info() -> None:
     env = gym.make("is_envs/ItemPickup-v0", distribution="uniform")
     env.reset(seed=0)
@@ -311,8 +346,9 @@ def test_greedy_beats_random_and_handles_single_observations() -> None:
     assert np.asarray(a).shape == ()
 
 
-def test_checkers_pass() -> None:
-    env = gym.make("is_envs/ItemPickup-v0")
+@pytest.mark.parametrize("clock", [False, True])
+def test_checkers_pass(clock: bool) -> None:
+    env = gym.make("is_envs/ItemPickup-v0", clock=clock)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         gym_check_env(env.unwrapped, skip_render_check=True)

@@ -207,6 +207,20 @@ def test_validation_and_shift_callbacks(tmp_path: Path) -> None:
     assert len(shift.table) == 12 and all(np.isfinite(r["relative_to_greedy"]) for r in shift.table.values())
 
 
+def test_an_agent_with_a_clock_trains_and_is_validated_with_its_clock() -> None:
+    import gymnasium as gym
+
+    from is_sb3.callbacks import GridValidationCallback
+
+    env = gym.make("is_envs/ItemPickup-v0", episodes="gradient1", split="training", clock=True)
+    model = DiscreteRiskSAC("CnnPolicy", env, **DSAC_KW)
+    convs = [m for m in model.policy.modules() if isinstance(m, th.nn.Conv2d) and m.out_channels == 32]
+    assert len(convs) == 5 and all(c.in_channels == 4 for c in convs)  # actor, two critics, two target critics
+    val = GridValidationCallback(eval_freq=100, episodes="gradient2", n_episodes=2)
+    model.learn(200, callback=val)  # 4-channel observations in training and in the batched validation
+    assert [step for step, _ in val.history] == [100, 200] and np.isfinite(val.history[-1][1])
+
+
 def test_training_trace_records_pre_clip_gradient_norms_and_q_ranges() -> None:
     from is_sb3.callbacks import TrainingTraceCallback
 
