@@ -6,6 +6,7 @@
     python -m benchmarks.item_pickup --from-json A.json B.json --tag merged   # merge runs of separate invocations
     python -m benchmarks.item_pickup --steps 2000000 --stop-at 600000 ...     # a long run's first 600k steps, then
     python -m benchmarks.item_pickup --steps 2000000 --resume ...             # ... continued from its checkpoint
+    python -m benchmarks.item_pickup --clock ...     # the agents also observe the time left (not the paper's)
 
 Losses is / sp / emse at α = 0.1 with the IS paper's sampled target, against Enders et al.'s risk-neutral
 discrete SAC (``sac``: expectation over a', Huber δ = 2, α = 0) and the greedy baseline. Enders' settings
@@ -71,12 +72,14 @@ DEFAULT_AGENTS = ["is", "sp", "emse", "sac"]
 
 
 def agent_label(run: dict[str, Any]) -> str:
-    """A run's row label: "is α=0.1", "SAC (Enders, α=0)", "SAC (mse, α=0)"."""
+    """A run's row label: "is α=0.1", "SAC (Enders, α=0)", "SAC (mse, α=0)"; "…, clock" where the agent saw the
+    time left (``clock``)."""
+    clock = ", clock" if run.get("clock") else ""
     if run.get("agent") == "sac" or run.get("target") == "enders":
-        return "SAC (Enders, α=0)"
+        return f"SAC (Enders, α=0){clock}"
     if run["loss"] == "mse":
-        return "SAC (mse, α=0)"
-    return f"{run['loss']} α={run['alpha']}"
+        return f"SAC (mse, α=0){clock}"
+    return f"{run['loss']} α={run['alpha']}{clock}"
 
 
 def _source(name: str) -> Any:
@@ -101,6 +104,7 @@ def train_grid(
     checkpoint_freq: int = 50_000,
     resume: bool = False,
     models_dir: str | None = None,
+    clock: bool = False,
 ) -> dict[str, Any]:
     """One agent's run of ``steps`` env steps, or its first ``stop_at`` steps; κ → 0 at the absolute env step
     ``kappa_zero_at_step`` (Enders: 800k; ``None``: never). Training episodes: the released gradient1 training
@@ -118,7 +122,8 @@ def train_grid(
     A checkpoint found without ``resume`` is refused (``ValueError``), as is one of another configuration.
     ``models_dir``: where a finished run keeps its final model (``final.zip``) and the one of Enders' model selection
     (``best.zip``, where the run was long enough to select one), for analyses after the run
-    (``python -m benchmarks.item_pickup_greedy_gap``)."""
+    (``python -m benchmarks.item_pickup_greedy_gap``). ``clock``: the agent also observes the time left
+    (``ItemPickupEnv(clock=True)``; not the IS paper's setting)."""
     import gymnasium as gym
     import torch
     from stable_baselines3.common.callbacks import CallbackList
@@ -137,6 +142,8 @@ def train_grid(
     identity = {"agent": agent, "gamma": gamma, "seed": seed, "steps": steps, "batch_size": batch_size, "quick": quick,
                 "kappa_off": kappa_off, "eval_freq": eval_freq, "fresh_episodes": fresh_episodes,
                 "precision": precision}  # fmt: skip
+    if clock:  # only then: the checkpoints of runs made before the option keep their identity
+        identity["clock"] = True
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     saved = _read_grid_checkpoint(ckpt, identity, device) if ckpt is not None and resume else None
     if ckpt is not None and saved is None and (ckpt / "checkpoint.json").is_file():
@@ -150,9 +157,9 @@ def train_grid(
         print(f"[{agent} γ={gamma} seed {seed}] resumed at env step {model.num_timesteps} from {ckpt}", flush=True)
     else:
         env = (
-            gym.make("is_envs/ItemPickup-v0")
+            gym.make("is_envs/ItemPickup-v0", clock=clock)
             if fresh_episodes
-            else gym.make("is_envs/ItemPickup-v0", episodes=TRAINING, split="training")
+            else gym.make("is_envs/ItemPickup-v0", episodes=TRAINING, split="training", clock=clock)
         )
         model = DiscreteRiskSAC(
             "CnnPolicy", env, risk_aversion=alpha, critic_loss=loss, target=target, gamma=gamma, seed=seed,
@@ -163,7 +170,7 @@ def train_grid(
     if run_steps <= model.num_timesteps:
         raise ValueError(f"--stop-at {run_steps} is not beyond the {model.num_timesteps} env steps already done")
     n_val = None if not quick else 20
-    name = f"{agent_label({'agent': agent, 'loss': loss, 'alpha': alpha})} γ={gamma} seed {seed}"
+    name = f"{agent_label({'agent': agent, 'loss': loss, 'alpha': alpha, 'clock': clock})} γ={gamma} seed {seed}"
     val = GridValidationCallback(eval_freq, episodes=_source(SHIFTED), n_episodes=n_val, name=name, verbose=1)
     trace = TrainingTraceCallback(eval_freq)  # critic loss, gradient norm and |Q| per validation window
     episodes_dir = data_dir()
@@ -231,6 +238,8 @@ def train_grid(
                "cpu_seconds": sum(p["cpu_seconds"] for p in parts), "machine": _joined(p["machine"] for p in parts),
                "validation": val.history, "validation_training": select.history, "trace": trace.history,
                "shift": shift_table(model, episodes_dir, n_episodes=20 if quick else 100)}  # fmt: skip
+        if clock:
+            out["clock"] = True
         if len(parts) > 1:
             out["segments"] = parts
         if best_path.is_file():
@@ -527,6 +536,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--fresh-episodes", action="store_true",
         help="train on generated gradient1 episodes instead of the 800 released training episodes (Enders)",
     )  # fmt: skip
+    parser.add_argument(
+        "--clock", action="store_true",
+        help="the agents also observe the time left (ItemPickupEnv(clock=True); not the IS paper's setting)",
+    )  # fmt: skip
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--tag", default="", help="suffix of the result files (item_pickup_<tag>.*)")
     parser.add_argument("--device", default="cpu")
@@ -566,16 +579,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error(f"--eval-freq must be >= 1, got {args.eval_freq}")
     if args.checkpoint_freq < 1:
         parser.error(f"--checkpoint-freq must be >= 1, got {args.checkpoint_freq}")
+    clock = "_clock" if args.clock else ""
     jobs = [
         {"agent": agent, "gamma": g, "seed": s, "steps": steps, "device": args.device, "quick": args.quick,
          "batch_size": batch_size, "stop_at": args.stop_at, "kappa_zero_at_step": args.kappa_zero_at_step,
          "eval_freq": args.eval_freq if not args.quick else min(args.eval_freq, 1000),
-         "fresh_episodes": args.fresh_episodes, "precision": args.precision,
-         "save_to": str(out_dir() / "item_pickup_runs" / f"{stem}_{agent}_g{g}_s{s}_{steps}_{args.precision}.json"),
-         "checkpoint_dir": str(out_dir() / "item_pickup_checkpoints" / f"{agent}_g{g}_s{s}_{steps}_{args.precision}"),
+         "fresh_episodes": args.fresh_episodes, "precision": args.precision, "clock": args.clock,
+         "save_to": str(out_dir() / "item_pickup_runs" / f"{stem}_{run}.json"),
+         "checkpoint_dir": str(out_dir() / "item_pickup_checkpoints" / run),
          "checkpoint_freq": args.checkpoint_freq, "resume": args.resume,
-         "models_dir": str(out_dir() / "item_pickup_models" / f"{stem}_{agent}_g{g}_s{s}_{steps}_{args.precision}")}
+         "models_dir": str(out_dir() / "item_pickup_models" / f"{stem}_{run}")}
         for g in gammas for agent in args.losses for s in range(args.first_seed, args.first_seed + seeds)
+        for run in [f"{agent}_g{g}_s{s}_{steps}_{args.precision}{clock}"]
     ]  # fmt: skip
     return report(run_parallel(train_grid, jobs, args.workers), args.tag)
 

@@ -130,6 +130,7 @@ def measure(paths: list[Path], n_episodes: int | None) -> dict[str, Any]:
     """:func:`critic_by_step` of each model, grouped by agent, γ and env steps."""
     import torch as th
 
+    from is_envs.grid import observes_clock
     from is_sb3 import DiscreteRiskSAC
 
     th.set_num_threads(1)
@@ -137,7 +138,8 @@ def measure(paths: list[Path], n_episodes: int | None) -> dict[str, Any]:
     for path in paths:
         model = DiscreteRiskSAC.load(model_file(path), device="cpu")
         model.policy.set_training_mode(False)
-        label = agent_label({"target": model.target, "loss": model.critic_loss, "alpha": model.risk_aversion})
+        label = agent_label({"target": model.target, "loss": model.critic_loss, "alpha": model.risk_aversion,
+                             "clock": observes_clock(model)})  # fmt: skip
         key = f"{label}, γ={model.gamma:g}, {model.num_timesteps // 1000}k steps"
         row = rows.setdefault(key, {"label": key, "gamma": float(model.gamma), "models": {}})
         row["models"][str(path)] = found = critic_by_step(model, n_episodes)

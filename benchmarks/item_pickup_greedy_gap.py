@@ -148,7 +148,7 @@ def measure(paths: list[Path], n_episodes: int | None) -> dict[str, Any]:
     """Per model and distribution, :func:`summarise` of its test episodes; greedy's too."""
     import torch as th
 
-    from is_envs.grid import DISTRIBUTIONS, GreedyPolicy, episode_events
+    from is_envs.grid import DISTRIBUTIONS, GreedyPolicy, episode_events, observes_clock
     from is_sb3 import DiscreteRiskSAC
 
     th.set_num_threads(1)
@@ -163,7 +163,8 @@ def measure(paths: list[Path], n_episodes: int | None) -> dict[str, Any]:
     for path in paths:
         file = model_file(path)
         model = DiscreteRiskSAC.load(file, device="cpu")
-        label = agent_label({"target": model.target, "loss": model.critic_loss, "alpha": model.risk_aversion})
+        label = agent_label({"target": model.target, "loss": model.critic_loss, "alpha": model.risk_aversion,
+                             "clock": observes_clock(model)})  # fmt: skip
         key = f"{label}, γ={model.gamma:g}, {model.num_timesteps // 1000}k steps"
         row = rows.setdefault(key, {"label": key, "models": {}})
         per_dist = {}

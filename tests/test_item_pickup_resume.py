@@ -55,3 +55,18 @@ def test_a_killed_run_resumed_from_its_checkpoint_equals_the_uninterrupted_run(
     assert not (models / "best.zip").exists()  # κ is never switched off in 2600 steps: no model selected
     with pytest.raises(ValueError, match="finished already"):  # and --resume does not run it again
         item_pickup.train_grid(**SETTINGS, checkpoint_dir=str(ckpt), resume=True)
+
+
+def test_a_run_with_a_clock_observes_it_and_resumes_only_as_such(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    test_table = is_envs.grid.evaluate  # two test episodes in place of the twelve-distribution table (slow)
+    monkeypatch.setattr(is_envs.grid, "shift_table", lambda model, *_, **__: test_table(model, n_episodes=2).tolist())
+    ckpt, models = tmp_path / "ckpt", tmp_path / "models"
+    item_pickup.train_grid(**SETTINGS, clock=True, stop_at=1300, checkpoint_dir=str(ckpt))
+    with pytest.raises(ValueError, match="another configuration"):  # a clockless run never continues it
+        item_pickup.train_grid(**SETTINGS, checkpoint_dir=str(ckpt), resume=True)
+    run = item_pickup.train_grid(**SETTINGS, clock=True, checkpoint_dir=str(ckpt), resume=True, models_dir=str(models))
+    assert run["clock"] is True and item_pickup.agent_label(run) == "is α=0.1, clock"
+    assert DiscreteRiskSAC.load(models / "final.zip").observation_space.shape == (4, 5, 5)
+    assert run["validation"][-1][0] == 2600 and len(run["shift"]) == 2  # validated and tested with its clock
