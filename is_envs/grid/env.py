@@ -62,6 +62,8 @@ class ItemPickupEnv(gym.Env[np.ndarray, np.int64]):
     metadata: dict[str, Any] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}  # noqa: RUF012
     #: pixels per grid cell of ``render_mode="rgb_array"``
     CELL_PIXELS = 16
+    #: whether the observation has the clock channel (a class default too: envs pickled before the option had none)
+    clock: bool = False
 
     def __init__(
         self,

@@ -1,6 +1,7 @@
 """Item pick-up grid (SPEC §5): each rule on its own, item sources, greedy regression, batched evaluation."""
 
 import hashlib
+import pickle
 import warnings
 from pathlib import Path
 
@@ -152,6 +153,11 @@ def test_the_clock_channel_holds_the_time_left_and_nothing_else_changes() -> Non
         obs_t, r_t, *_ = timed.step(a)
         assert r_t == r_p
     assert np.all(obs_t[3] == 0.0)  # after the last step: no time left
+    old = ItemPickupEnv("uniform")  # an env pickled before the option (a checkpoint's env.pkl) had no clock
+    old.reset(seed=1)
+    del old.__dict__["clock"]
+    revived = pickle.loads(pickle.dumps(old))
+    assert revived.step(0)[0].shape == (3, 5, 5)
     with pytest.raises(ValueError, match="clock"):
         ItemPickupEnv(clock=1)  # type: ignore[arg-type]
 
