@@ -652,6 +652,9 @@ def report(runs: list[dict[str, Any]], tag: str) -> dict[str, Any]:
                 "relative_to_greedy_shifted_std": float(np.std(rel_shifted)),
                 "relative_to_greedy_shifted_per_seed": rel_shifted,
                 "seeds": len(group),
+                "agent": label,
+                "gamma": gamma,
+                "model": "best" if key == "shift_best" else "final",
             }
             cells = " | ".join(_mean_std(returns[n], "{:.1f}") for n in names)
             rel, rel_sh = _mean_std(rel_seed, "{:.2f}"), _mean_std(rel_shifted, "{:.2f}")
@@ -677,18 +680,18 @@ def compare_agents(table: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     ÷-greedy ratios (over the twelve distributions and over the eleven shifted ones, first agent minus second) with
     Welch's t-test on the per-seed values (two-sided; NaN where both agents' seeds agree exactly).
 
-    :param table: ``report``'s table: keys ``"<agent> γ=<γ>"`` (and ``"… best"`` rows, left out here).
+    :param table: ``report``'s table (its rows of selected checkpoints, ``"model": "best"``, are left out).
     :return: one dict per pair, in the table's order of agents.
     """
     from scipy import stats
 
-    rows = [(key.rsplit(" γ=", 1), row) for key, row in table.items() if not key.endswith(" best")]
+    rows = [row for row in table.values() if row["model"] == "final"]
     out = []
-    for i, ((agent_a, gamma_a), a) in enumerate(rows):
-        for (agent_b, gamma_b), b in rows[i + 1 :]:
-            if gamma_a != gamma_b or min(a["seeds"], b["seeds"]) < 2:
+    for i, a in enumerate(rows):
+        for b in rows[i + 1 :]:
+            if a["gamma"] != b["gamma"] or min(a["seeds"], b["seeds"]) < 2:
                 continue
-            pair: dict[str, Any] = {"gamma": float(gamma_a), "a": agent_a, "b": agent_b,
+            pair: dict[str, Any] = {"gamma": float(a["gamma"]), "a": a["agent"], "b": b["agent"],
                                     "seeds": [a["seeds"], b["seeds"]]}  # fmt: skip
             for field, name in (("relative_to_greedy", "all"), ("relative_to_greedy_shifted", "shifted")):
                 x, y = a[f"{field}_per_seed"], b[f"{field}_per_seed"]
