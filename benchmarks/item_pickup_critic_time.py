@@ -3,18 +3,19 @@
     python -m benchmarks.item_pickup_critic_time benchmarks/out/fig4_g1/item_pickup_models/*/final.zip
     python -m benchmarks.item_pickup_critic_time --quick MODEL.zip ...     # 20 test episodes
 
-The grid's observation (depot, waiting items, agent) does not contain the step count, and an episode ends after 200
-steps, so the value of a state depends on something the critic cannot see: at γ = 1 the return still to come falls
-from its whole-episode size to nothing over an episode, at γ = 0.99 only after its first ~70 steps. Each model (a
-saved DiscreteRiskSAC ``.zip``, a run folder or a checkpoint folder, as for ``item_pickup_greedy_gap``) plays the
-released gradient1 test episodes greedily (its deterministic action); at every step t its critic's Q(s_t, a_t)
-(the minimum of the twin critics, in the reward units it was trained in) is set against the realised discounted
-return-to-go G_t = Σ_{k ≥ t} γ^{k−t} r_k of that episode, with the model's γ, divided by σ, the standard deviation
-of the per-step rewards on these episodes (the critic's rewards were divided by that of its replay buffer, close
-to it for a trained policy). The risk-averse critics learn a certainty equivalent, below the mean: what matters is
-the shape in t. Statistic: how much Q falls from the episode's first 20 steps to its steps 171–190, as a share of
-how much G_t/σ falls (1: the critic tracks the time left; 0: it cannot tell). Models are grouped by agent, γ and
-env steps; cells are mean ± std over the models of a group (seeds).
+The grid's observation (depot, waiting items, agent) does not contain the step count (unless the model was trained with
+``ItemPickupEnv(clock=True)``, whose fourth channel is the time left: such models are shown it here), and an episode
+ends after 200 steps, so the value of a state depends on something the critic cannot see: at γ = 1 the return still to
+come falls from its whole-episode size to nothing over an episode, at γ = 0.99 only after its first ~70 steps. Each
+model (a saved DiscreteRiskSAC ``.zip``, a run folder or a checkpoint folder, as for ``item_pickup_greedy_gap``) plays
+the released gradient1 test episodes greedily (its deterministic action); at every step t its critic's Q(s_t, a_t) (the
+minimum of the twin critics, in the reward units it was trained in) is set against the realised discounted return-to-go
+G_t = Σ_{k ≥ t} γ^{k−t} r_k of that episode, with the model's γ, divided by σ, the standard deviation of the per-step
+rewards on these episodes (the critic's rewards were divided by that of its replay buffer, close to it for a trained
+policy). The risk-averse critics learn a certainty equivalent, below the mean: what matters is the shape in t.
+Statistic: how much Q falls from the episode's first 20 steps to its steps 171–190, as a share of how much G_t/σ falls
+(1: the critic tracks the time left; 0: it cannot tell). Models are grouped by agent, γ and env steps; cells are mean ±
+std over the models of a group (seeds).
 Writes ``item_pickup_critic_time[_tag].{md,json,png}``.
 """
 
@@ -35,10 +36,12 @@ START, END = slice(0, 20), slice(170, 190)
 
 class ActionRecorder:
     """A predictor that acts as ``model`` (its deterministic action) and keeps each step's observations and
-    actions."""
+    actions. It has the model's ``observation_space``, so that evaluation shows a model trained with
+    ``ItemPickupEnv(clock=True)`` the time left (:func:`~is_envs.grid.observes_clock`)."""
 
     def __init__(self, model: Any) -> None:
         self.model = model
+        self.observation_space = model.observation_space
         self.observations: list[np.ndarray] = []
         self.actions: list[np.ndarray] = []
 
@@ -167,7 +170,8 @@ def report(result: dict[str, Any], tag: str) -> dict[str, Any]:
         lines.append(f"| {row['label']} | {len(models)} | {cells} |")
     lines += [
         "",
-        "The observation holds no step count: a critic that cannot tell how much of the episode is left "
+        "Without the clock (rows not marked 'clock': ItemPickupEnv(clock=True)'s fourth channel, the time left) the "
+        "observation holds no step count: a critic that cannot tell how much of the episode is left "
         "learns one value for states that differ only in the time left, and its Q stays level while the "
         "return still to come falls (a fall share near 0). 'CE_α of G_0/σ': the certainty equivalent, with the "
         "model's α, of the episodes' whole discounted returns: every episode starts in the same state, so this is "

@@ -189,3 +189,13 @@ def test_time_blind_fixed_point_is_the_ce_of_a_geometric_horizon() -> None:
     assert time_blind_fixed_point(losing, 1.0, 1.0, 0.01) == float("-inf")
     with pytest.raises(ValueError, match="hazard"):
         time_blind_fixed_point(rewards, 1.0, alpha, 0.0)
+
+
+def test_critic_by_step_shows_a_clock_model_the_time_left() -> None:
+    from benchmarks.item_pickup_critic_time import critic_by_step
+    from is_envs.grid import ItemPickupEnv
+    from is_sb3 import DiscreteRiskSAC
+
+    model = DiscreteRiskSAC("CnnPolicy", ItemPickupEnv(clock=True), seed=0, device="cpu", gamma=1.0)  # untrained
+    found = critic_by_step(model, n_episodes=2)  # a 3-channel observation would not fit its (4, 5, 5) space
+    assert len(found["q"]) == 200 and np.isfinite(found["q"]).all()
