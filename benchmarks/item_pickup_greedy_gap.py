@@ -77,6 +77,7 @@ class StandingMass:
         from is_envs.grid import GreedyPolicy
 
         self.model, self.greedy = model, GreedyPolicy()
+        self.observation_space = model.observation_space  # a clock model is shown the time left (observes_clock)
         self.masses: list[np.ndarray] = []
         self.moved_for_stand = self.moved_on_empty_grid = 0
 

@@ -199,3 +199,17 @@ def test_critic_by_step_shows_a_clock_model_the_time_left() -> None:
     model = DiscreteRiskSAC("CnnPolicy", ItemPickupEnv(clock=True), seed=0, device="cpu", gamma=1.0)  # untrained
     found = critic_by_step(model, n_episodes=2)  # a 3-channel observation would not fit its (4, 5, 5) space
     assert len(found["q"]) == 200 and np.isfinite(found["q"]).all()
+
+
+def test_greedy_gap_shows_a_clock_model_the_time_left(tmp_path: Path) -> None:
+    from benchmarks import item_pickup_greedy_gap
+    from is_envs.grid import ItemPickupEnv, evaluate, released_episodes
+    from is_sb3 import DiscreteRiskSAC
+
+    model = DiscreteRiskSAC("CnnPolicy", ItemPickupEnv(clock=True), seed=0, device="cpu")  # untrained
+    model.save(tmp_path / "m.zip")
+    out = item_pickup_greedy_gap.measure([tmp_path / "m.zip"], n_episodes=2)
+    (key,) = [key for key in out["rows"] if key != "greedy"]
+    assert "clock" in key
+    found = out["rows"][key]["models"][str(tmp_path / "m.zip")]["uniform"]["return"]
+    assert found == pytest.approx(evaluate(model, released_episodes("uniform"), n_episodes=2).mean())
