@@ -41,7 +41,7 @@ class ActionRecorder:
 
     def __init__(self, model: Any) -> None:
         self.model = model
-        self.observation_space = model.observation_space
+        self.observation_space = getattr(model, "observation_space", None)
         self.observations: list[np.ndarray] = []
         self.actions: list[np.ndarray] = []
 

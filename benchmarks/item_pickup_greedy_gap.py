@@ -77,7 +77,7 @@ class StandingMass:
         from is_envs.grid import GreedyPolicy
 
         self.model, self.greedy = model, GreedyPolicy()
-        self.observation_space = model.observation_space  # a clock model is shown the time left (observes_clock)
+        self.observation_space = getattr(model, "observation_space", None)  # a clock model sees the time left
         self.masses: list[np.ndarray] = []
         self.moved_for_stand = self.moved_on_empty_grid = 0
 
