@@ -192,13 +192,18 @@ def test_time_blind_fixed_point_is_the_ce_of_a_geometric_horizon() -> None:
 
 
 def test_critic_by_step_shows_a_clock_model_the_time_left() -> None:
-    from benchmarks.item_pickup_critic_time import critic_by_step
-    from is_envs.grid import ItemPickupEnv
+    from benchmarks.item_pickup_critic_time import ActionRecorder, critic_by_step
+    from is_envs.grid import ItemPickupEnv, episode_events, released_episodes
     from is_sb3 import DiscreteRiskSAC
 
     model = DiscreteRiskSAC("CnnPolicy", ItemPickupEnv(clock=True), seed=0, device="cpu", gamma=1.0)  # untrained
     found = critic_by_step(model, n_episodes=2)  # a 3-channel observation would not fit its (4, 5, 5) space
     assert len(found["q"]) == 200 and np.isfinite(found["q"]).all()
+    recorder = ActionRecorder(model)
+    episode_events(recorder, released_episodes("gradient1"), n_episodes=2)
+    for t in (0, 57, 199):  # the fourth channel: the share of the episode still to come, (200 − t)/200
+        assert recorder.observations[t].shape == (2, 4, 5, 5)
+        assert np.all(recorder.observations[t][:, 3] == (200 - t) / 200)
 
 
 def test_greedy_gap_shows_a_clock_model_the_time_left(tmp_path: Path) -> None:
